@@ -1,0 +1,42 @@
+"""tunebench's core: what plugin authors import.
+
+A plugin needs one import and one entry point::
+
+    from harness import ModelFamily, hookimpl
+
+    class TinyDense(ModelFamily):
+        name = "tiny_dense"
+        def build(self, hp, spec): ...
+
+    @hookimpl
+    def tunebench_register_model_families(registry):
+        registry.add(TinyDense)
+
+Everything not listed in `__all__` is internal and may change.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from harness.budget import Budget, allowed_overshoot, parse_duration
+from harness.datasets import ArrayData, Dataset, DataSpec, Splits, split_arrays
+from harness.errors import (BudgetExhausted, DataError, MissingDependencyError, TrialPruned,
+                            TunebenchError, require)
+from harness.models import (ModelFamily, TrainingSettings, make_optimizer, output_layer,
+                            scaled_inputs)
+from harness.options import Option
+from harness.plugins import Registry, hookimpl
+from harness.space import (DefaultHyperParameters, FixedHyperParameters, HyperParameters,
+                           KerasTunerHyperParameters, OptunaHyperParameters, Param,
+                           RandomHyperParameters)
+from harness.strategies import SearchContext, SearchStrategy, TrialRecord
+
+__all__ = [
+    "ArrayData", "Budget", "BudgetExhausted", "DataError", "DataSpec", "Dataset",
+    "DefaultHyperParameters", "FixedHyperParameters", "HyperParameters", "KerasTunerHyperParameters",
+    "MissingDependencyError", "ModelFamily", "Option", "OptunaHyperParameters", "Param",
+    "RandomHyperParameters", "Registry", "SearchContext", "SearchStrategy", "Splits", "TrainingSettings",
+    "TrialPruned", "TrialRecord", "TunebenchError", "allowed_overshoot", "hookimpl", "make_optimizer",
+    "output_layer", "parse_duration", "require", "scaled_inputs", "split_arrays",
+]

@@ -1,0 +1,97 @@
+"""Durations, budgets and deadlines.
+
+Budgets are enforced at two levels: the training path stops a trial cooperatively at the first
+batch end past its deadline, and the runner's supervising process kills a search that does not stop
+in time. `allowed_overshoot` is the contract both levels serve.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a duration such as `90`, `30s`, `2m`, `1h30m` or `1.5h`.
+
+    Raises:
+        ValueError: with a message that shows the accepted forms.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a duration")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", s):
+            seconds = float(s)
+        else:
+            pos, seconds = 0, 0.0
+            for m in _PART.finditer(s):
+                if m.start() != pos:
+                    break
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise ValueError(f"'{text}' is not a duration; write it like 90, 30s, 2m, 1h30m")
+    if seconds <= 0:
+        raise ValueError(f"'{text}' is not a positive duration")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short human form: `45s`, `2m05s`, `1h02m`."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def allowed_overshoot(budget_s: float) -> float:
+    """How far past its budget a search may end: max(2 s, 5 %)."""
+    return max(2.0, 0.05 * budget_s)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A wall-clock budget for one search, started when the strategy starts.
+
+    `deadline` is on the `time.monotonic` clock of the process that runs the search.
+    """
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    trial_seconds: float | None = None
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def trial_deadline(self, trial_started: float) -> float:
+        """The deadline of a trial starting now: the search's, or sooner with a per-trial budget."""
+        if self.trial_seconds is None:
+            return self.deadline
+        return min(self.deadline, trial_started + self.trial_seconds)

@@ -1,0 +1,239 @@
+"""The `tunebench` command line.
+
+Never imports Keras or TensorFlow: `tunebench --help` and `tunebench plugins` stay fast. Training
+happens in the child processes the runner starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import TunebenchError
+
+RESULTS_ENV = "TUNEBENCH_RESULTS"
+TIME_COLUMNS = ("created_at", "started_at", "finished_at", "completed_at", "heartbeat_at")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunebench",
+        description="Benchmark hyperparameter-search strategies and model families for Keras image "
+                    "classification under hard wall-clock budgets.")
+    parser.add_argument("--version", action="version", version=f"tunebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def results_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--results", default=os.environ.get(RESULTS_ENV, "results"), metavar="DIR",
+                       help="results directory (default: ./results, or $TUNEBENCH_RESULTS)")
+        p.add_argument("--store", metavar="URL",
+                       help="SQLAlchemy URL of the results store (default: sqlite in DIR)")
+
+    def plugin_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-p", "--plugin", action="append", default=[], metavar="MODULE",
+                       help="also load this plugin module (repeatable), besides installed plugins")
+
+    p = sub.add_parser("run", help="run a benchmark suite (resumes if run before)")
+    p.add_argument("suite", help="suite YAML file")
+    results_args(p)
+    plugin_args(p)
+    p.add_argument("--budget", metavar="DURATION", help="override the suite's per-search budget, e.g. 30s, 2m")
+    p.add_argument("--rerun-failed", action="store_true", help="run again the searches whose last run failed")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="searches to run at once (default 1)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Keras's logs instead of progress lines")
+
+    p = sub.add_parser("validate", help="check a suite file without running it")
+    p.add_argument("suite")
+    plugin_args(p)
+    p.add_argument("--budget", metavar="DURATION")
+
+    p = sub.add_parser("leaderboard", help="print the leaderboard of a results store")
+    results_args(p)
+    p.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    p.add_argument("--suite", help="only runs of this suite")
+
+    p = sub.add_parser("runs", help="the raw per-run rows")
+    results_args(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--suite", help="only runs of this suite")
+
+    p = sub.add_parser("trials", help="the raw per-trial rows")
+    results_args(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--run", type=int, action="append", metavar="ID", help="only trials of this run (repeatable)")
+
+    p = sub.add_parser("plugins", help="list datasets, model families and strategies, and who registered them")
+    plugin_args(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except TunebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+
+
+# -- commands --------------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import leaderboard
+    from harness.plugins import load_plugins
+    from harness.runner import Runner
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    plugins = tuple(args.plugin)
+    catalog = load_plugins(plugins)
+    suite = load_suite(args.suite, catalog, budget=args.budget)
+    if args.workers < 1:
+        raise TunebenchError("--workers must be at least 1")
+    store = Store.open(args.results, args.store)
+    searches = suite.searches()
+    print(f"suite '{suite.name}': {len(searches)} searches, budget {args.budget or _dur(suite.budget_s)} each, "
+          f"results in {args.results}", file=sys.stderr)
+    outcomes = Runner(suite, store, args.results, workers=args.workers, rerun_failed=args.rerun_failed,
+                      verbose=args.verbose, plugins=plugins).run()
+    board = leaderboard.build(store, suite=suite.name)
+    print(leaderboard.render(board, "table"))
+    files = leaderboard.write_files(leaderboard.build(store), args.results)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"leaderboard written to {', '.join(map(str, files))}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} search(es) failed; see `tunebench runs --results {args.results}` for the "
+              f"errors, and `--rerun-failed` to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.plugins import load_plugins
+    from harness.suite import load_suite
+
+    suite = load_suite(args.suite, load_plugins(tuple(args.plugin)), budget=args.budget)
+    searches = suite.searches()
+    print(f"suite '{suite.name}' is valid: {len(suite.datasets)} dataset(s) x {len(suite.model_families)} "
+          f"model famil{'y' if len(suite.model_families) == 1 else 'ies'} x {len(suite.strategies)} "
+          f"strateg{'y' if len(suite.strategies) == 1 else 'ies'} x {len(suite.seeds)} seed(s) = "
+          f"{len(searches)} searches of {_dur(suite.budget_s)} each")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness import leaderboard
+
+    store = _open_existing(args)
+    board = leaderboard.build(store, suite=args.suite)
+    print(leaderboard.render(board, args.format), end="" if args.format in ("csv",) else "\n")
+    if args.suite is None:
+        leaderboard.write_files(board, args.results)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _open_existing(args)
+    rows = store.runs(suite=args.suite)
+    columns = ["id", "suite", "dataset_label", "model_label", "strategy_label", "seed", "status",
+               "started_at", "finished_at", "n_trials", "best_val", "test_score", "error"]
+    print(_export(rows, args.format, columns))
+    return 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    store = _open_existing(args)
+    rows = store.trials(run_ids=args.run)
+    columns = ["run_id", "number", "status", "score", "epochs_done", "param_count", "started_at",
+               "finished_at", "params", "error"]
+    print(_export(rows, args.format, columns))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from harness.plugins import load_plugins
+
+    catalog = load_plugins(tuple(args.plugin))
+    rows = [{"kind": i.kind, "name": i.name, "package": f"{i.package} {i.version}".strip(),
+             "plugin": i.plugin, "class": f"{i.cls.__module__}.{i.cls.__name__}", "summary": i.summary}
+            for i in catalog.all()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        from tabulate import tabulate
+
+        print(tabulate([{k: r[k] for k in ("kind", "name", "package", "summary")} for r in rows],
+                       headers="keys", tablefmt="simple"))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
+            "trials": cmd_trials, "plugins": cmd_plugins}
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _dur(seconds: float) -> str:
+    from harness.budget import format_duration
+
+    return format_duration(seconds)
+
+
+def _open_existing(args: argparse.Namespace) -> Any:
+    from harness.store import DB_NAME, Store
+
+    if args.store is None and not (Path(args.results) / DB_NAME).exists():
+        raise TunebenchError(f"no results store in {args.results}/ (expected {Path(args.results) / DB_NAME}). "
+                             f"Run a suite first (`tunebench run SUITE`), or point --results at a "
+                             f"directory that holds one.")
+    return Store.open(args.results, args.store)
+
+
+def _iso(value: Any) -> Any:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _export(rows: list[dict[str, Any]], fmt: str, table_columns: list[str]) -> str:
+    rows = [{k: (_iso(v) if k in TIME_COLUMNS else v) for k, v in r.items()} for r in rows]
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    shown = [{k: (json.dumps(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k))
+              for k in table_columns} for r in rows]
+    for r in shown:
+        if isinstance(r.get("error"), str) and len(r["error"]) > 60:
+            r["error"] = r["error"][:57] + "..."
+    return tabulate(shown, headers="keys", tablefmt="simple") if shown else "no rows"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

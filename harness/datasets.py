@@ -1,0 +1,175 @@
+"""The dataset contract and the harness's one way of splitting data.
+
+A dataset plugin loads arrays; the harness turns them into train/validation/test splits that are
+stratified with the run's seed, identical for every strategy and model family given that seed, and
+identified by a fingerprint (a hash of the indices) stored with each run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from harness.options import Configurable, Option
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Task = Literal["multiclass", "multilabel"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model must fit: image shape (H, W, C), class names and the task kind."""
+
+    input_shape: tuple[int, ...]
+    class_names: tuple[str, ...]
+    task: Task = "multiclass"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """Images as uint8 arrays (N, H, W, C) with integer labels (or multi-hot rows for multilabel).
+
+    `x_test`/`y_test` are the dataset's own test set when it has one; otherwise the harness carves
+    a test split out of `x`/`y`.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The train/validation/test splits one search works on."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    spec: DataSpec
+    fingerprint: str
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def class_weights(self) -> dict[int, float]:
+        """Balanced class weights from the training split (n / (k * count)), for model families."""
+        import numpy as np
+
+        if self.spec.task != "multiclass":
+            return {}
+        counts = np.bincount(self.y_train.astype(int), minlength=self.spec.num_classes)
+        n, k = counts.sum(), len(counts)
+        return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+class Dataset(Configurable):
+    """The contract for a dataset plugin.
+
+    Subclasses set `name`, `task` and `options_schema`, and implement `spec` and `load`. Every
+    dataset also accepts the split options `validation`, `test` and `limit`.
+    """
+
+    task: ClassVar[Task] = "multiclass"
+    split_options: ClassVar[dict[str, Option]] = {
+        "validation": Option(float, 0.15, "fraction of the training pool held out for validation",
+                             minimum=0.01, maximum=0.9),
+        "test": Option(float, 0.15, "fraction held out for test when the dataset has no test set",
+                       minimum=0.01, maximum=0.9),
+        "limit": Option(int, None, "stratified subsample of the training pool to this many images",
+                        minimum=10),
+    }
+
+    @classmethod
+    def full_schema(cls) -> dict[str, Option]:
+        return {**cls.split_options, **cls.options_schema}
+
+    @property
+    @abstractmethod
+    def spec(self) -> DataSpec:
+        """Input shape, class names and task, known without loading the images."""
+
+    def check(self) -> list[str]:
+        """Problems that would stop loading (missing files...), found before any search starts."""
+        return []
+
+    @abstractmethod
+    def load(self) -> ArrayData:
+        """Load all images as uint8 arrays. Called once per search, in the search's process."""
+
+    def splits(self, seed: int) -> Splits:
+        """Train/validation/test splits for `seed`: stratified, and the same in every process."""
+        return split_arrays(self.load(), self.spec, seed, validation=self.options["validation"],
+                            test=self.options["test"], limit=self.options["limit"])
+
+
+def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: float = 0.15,
+                 test: float = 0.15, limit: int | None = None) -> Splits:
+    """Stratified train/validation/test splits of `data` for `seed`, with their fingerprint.
+
+    A dataset's own test set is kept as is; otherwise `test` of the pool is held out. Multilabel
+    data is stratified on its rarest positive label per row (an approximation of iterative
+    stratification). Classes too small to stratify fall back to a plain seeded shuffle.
+    """
+    import numpy as np
+
+    n = len(data.x)
+    strata = _strata(data.y, spec.task)
+    pool = np.arange(n)
+    if limit is not None and limit < n:
+        pool, _ = _split(pool, strata, train_size=limit, seed=seed)
+    if data.x_test is not None:
+        test_idx = np.arange(len(data.x_test))
+        train_idx, val_idx = _split(pool, strata[pool], test_size=validation, seed=seed)
+        own_test = True
+    else:
+        rest, test_idx = _split(pool, strata[pool], test_size=test, seed=seed)
+        val_share = validation / (1.0 - test)
+        train_idx, val_idx = _split(rest, strata[rest], test_size=val_share, seed=seed + 1)
+        own_test = False
+    digest = hashlib.sha256()
+    for part in (train_idx, val_idx, test_idx):
+        digest.update(np.ascontiguousarray(np.sort(part), dtype=np.int64).tobytes())
+        digest.update(b"|")
+    digest.update(b"own-test" if own_test else b"carved-test")
+    x_test = data.x_test if own_test else data.x[test_idx]
+    y_test = data.y_test if own_test else data.y[test_idx]
+    return Splits(
+        x_train=data.x[train_idx], y_train=data.y[train_idx],
+        x_val=data.x[val_idx], y_val=data.y[val_idx],
+        x_test=x_test, y_test=y_test,  # type: ignore[arg-type]
+        spec=spec, fingerprint=digest.hexdigest()[:16],
+        sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
+    )
+
+
+def _strata(y: np.ndarray, task: Task) -> np.ndarray:
+    import numpy as np
+
+    if task == "multiclass":
+        return np.asarray(y).astype(np.int64)
+    y = np.asarray(y)
+    freq = y.sum(axis=0)
+    rarest = np.where(y > 0, freq[None, :], np.inf).argmin(axis=1)
+    return np.where(y.sum(axis=1) > 0, rarest, -1)
+
+
+def _split(idx: np.ndarray, strata: np.ndarray, *, seed: int, test_size: float | None = None,
+           train_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    try:
+        a, b = train_test_split(idx, test_size=test_size, train_size=train_size, random_state=seed,
+                                stratify=strata)
+    except ValueError:  # a class with a single member cannot be stratified
+        a, b = train_test_split(idx, test_size=test_size, train_size=train_size, random_state=seed)
+    return a, b

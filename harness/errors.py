@@ -1,0 +1,84 @@
+"""Exceptions of tunebench.
+
+`TunebenchError` and its subclasses are problems a user can fix (a bad suite, an unknown plugin,
+missing data): the CLI prints their message without a traceback and exits non-zero. Anything else
+is a bug and is allowed to raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class TunebenchError(Exception):
+    """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+    exit_code = 1
+
+
+class ProblemsError(TunebenchError):
+    """Several problems found at once, reported together."""
+
+    def __init__(self, title: str, problems: Iterable[str]) -> None:
+        self.title = title
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{title}\n{lines}")
+
+
+class SuiteError(ProblemsError):
+    """A suite file that cannot be run as written."""
+
+    exit_code = 2
+
+
+class OptionsError(ProblemsError):
+    """Options given to a plugin that do not match its declared schema."""
+
+    exit_code = 2
+
+
+class PluginError(TunebenchError):
+    """A plugin that cannot be loaded, or two plugins that clash."""
+
+    exit_code = 2
+
+
+class UnknownPluginError(PluginError):
+    """A dataset, model family or strategy name that no plugin registered."""
+
+
+class DataError(TunebenchError):
+    """Data that is missing or unreadable."""
+
+
+class MissingDependencyError(TunebenchError):
+    """An optional dependency is not installed."""
+
+
+class SpaceError(TunebenchError):
+    """A hyperparameter declared inconsistently, or pinned to a value it cannot take."""
+
+
+class BudgetExhausted(Exception):
+    """Raised when a strategy asks for a trial after the search's budget is spent.
+
+    Not an error: the harness catches it and ends the search normally.
+    """
+
+
+class TrialPruned(Exception):
+    """Raised from a per-epoch report callback to stop a trial early; recorded as `pruned`."""
+
+
+def require(module: str, *, extra: str, purpose: str) -> object:
+    """Import an optional dependency, or raise an error that names the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{purpose} needs the Python package '{module.split('.')[0]}', which is not installed "
+            f"({exc}). Install it with: pip install 'tunebench[{extra}]'"
+        ) from None

@@ -1,0 +1,147 @@
+"""Leaderboards: the store's runs and trials aggregated per dataset, rendered with tabulate.
+
+One row per model family x strategy of a dataset, aggregated over seeds. Only the latest run of
+each search counts (a resumed or re-run search replaces its earlier attempts). The test score is
+that of the configuration selected on validation, evaluated once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.budget import format_duration
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store import Store
+
+FORMATS = ("table", "md", "csv", "json")
+
+#: Numeric columns of a leaderboard, in order (the CSV/JSON export).
+COLUMNS = ["dataset", "model_family", "strategy", "rank", "seeds", "runs", "runs_ok", "runs_failed",
+           "test_mean", "test_sd", "val_mean", "trials_ok", "trials_failed", "trials_timeout",
+           "trials_pruned", "trials_nan", "time_to_best_s", "budget_used", "backend"]
+
+
+def latest_runs(store: Store, suite: str | None = None) -> pd.DataFrame:
+    """The newest run of every search (interrupted attempts that were re-run drop out)."""
+    import pandas as pd
+
+    rows = store.runs(suite=suite)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values("id").groupby("search_key", as_index=False).tail(1).reset_index(drop=True)
+
+
+def build(store: Store, suite: str | None = None) -> pd.DataFrame:
+    """The leaderboard of every dataset as one numeric frame (see `COLUMNS`)."""
+    import pandas as pd
+
+    runs = latest_runs(store, suite)
+    if runs.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
+    counts = (trials.groupby(["run_id", "status"]).size().unstack(fill_value=0)
+              if not trials.empty else pd.DataFrame())
+    rows = []
+    for (dataset, model, strategy), group in runs.groupby(["dataset_label", "model_label", "strategy_label"],
+                                                          sort=False):
+        ok = group[group["status"] == "ok"]
+        tests = ok["test_score"].dropna()
+        run_ids = [int(i) for i in group["id"]]
+
+        def total(status: str) -> int:
+            if counts.empty or status not in counts.columns:
+                return 0
+            return int(counts.reindex(run_ids, fill_value=0)[status].sum())
+
+        time_to_best = []
+        for _, run in ok.iterrows():
+            if run["best_trial"] is not None and not _nan(run["best_trial"]) and not trials.empty:
+                best = trials[(trials["run_id"] == run["id"]) & (trials["number"] == run["best_trial"])]
+                if not best.empty:
+                    time_to_best.append(float(best["finished_at"].iloc[0]) - float(run["started_at"]))
+        used = [(r["finished_at"] - r["started_at"]) / r["budget_s"] for _, r in group.iterrows()
+                if not _nan(r["finished_at"]) and not _nan(r["started_at"])]
+        rows.append({
+            "dataset": dataset, "model_family": model, "strategy": strategy,
+            "seeds": int(group["seed"].nunique()),
+            "runs": len(group), "runs_ok": len(ok), "runs_failed": int((group["status"] == "failed").sum()),
+            "test_mean": float(tests.mean()) if len(tests) else math.nan,
+            "test_sd": float(tests.std(ddof=1)) if len(tests) > 1 else math.nan,
+            "val_mean": float(ok["best_val"].dropna().mean()) if ok["best_val"].notna().any() else math.nan,
+            "trials_ok": total("ok"), "trials_failed": total("failed") + total("interrupted"),
+            "trials_timeout": total("timeout"), "trials_pruned": total("pruned"), "trials_nan": total("nan"),
+            "time_to_best_s": float(pd.Series(time_to_best).median()) if time_to_best else math.nan,
+            "budget_used": float(pd.Series(used).mean()) if used else math.nan,
+            "backend": ",".join(sorted({str(b) for b in group["backend"].dropna()})),
+        })
+    board = pd.DataFrame(rows)
+    board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
+                     .astype("Int64"))
+    return board.sort_values(["dataset", "rank"], na_position="last")[COLUMNS].reset_index(drop=True)
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pm(mean: float, sd: float, n: int) -> str:
+    if _nan(mean):
+        return "-"
+    return f"{mean:.4f} ± {sd:.4f}" if not _nan(sd) else f"{mean:.4f} (n={n})"
+
+
+def display_frame(board: pd.DataFrame) -> pd.DataFrame:
+    """The human columns of one dataset's leaderboard."""
+    import pandas as pd
+
+    rows = []
+    for _, r in board.iterrows():
+        rows.append({
+            "rank": "-" if _nan(r["rank"]) or pd.isna(r["rank"]) else int(r["rank"]),
+            "model family": r["model_family"], "strategy": r["strategy"],
+            "test acc (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
+            "best val": "-" if _nan(r["val_mean"]) else f"{r['val_mean']:.4f}",
+            "runs ok/all": f"{r['runs_ok']}/{r['runs']}",
+            "trials ok/failed/timeout": f"{r['trials_ok']}/{r['trials_failed'] + r['trials_nan']}/{r['trials_timeout']}",
+            "time to best": format_duration(None if _nan(r["time_to_best_s"]) else r["time_to_best_s"]),
+            "budget used": "-" if _nan(r["budget_used"]) else f"{100 * r['budget_used']:.0f}%",
+        })
+    return pd.DataFrame(rows)
+
+
+def render(board: pd.DataFrame, fmt: str = "table") -> str:
+    """The leaderboard as text: `table` or `md` (one table per dataset), `csv` or `json`."""
+    from tabulate import tabulate
+
+    if fmt == "csv":
+        return board.to_csv(index=False)
+    if fmt == "json":
+        records = json.loads(board.to_json(orient="records"))
+        return json.dumps(records, indent=2)
+    if board.empty:
+        return "No finished runs in this results store yet. Run a suite with `tunebench run SUITE`."
+    style = "github" if fmt == "md" else "simple"
+    parts = []
+    for dataset, group in board.groupby("dataset", sort=True):
+        title = f"## {dataset}" if fmt == "md" else f"Dataset: {dataset}"
+        table = tabulate(display_frame(group), headers="keys", tablefmt=style, showindex=False,
+                         disable_numparse=True)
+        parts.append(f"{title}\n\n{table}")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_files(board: pd.DataFrame, results_dir: str | Path) -> list[Path]:
+    """Write `leaderboard.md` and `leaderboard.csv` into the results directory."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    md, csv = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
+    md.write_text("# Leaderboard\n\n" + render(board, "md"))
+    csv.write_text(render(board, "csv"))
+    return [md, csv]

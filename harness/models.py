@@ -1,0 +1,147 @@
+"""The model-family contract and the shared compile/fit path.
+
+A model family builds an uncompiled Keras model for a `DataSpec`, declaring its hyperparameters
+through `hp` as it goes. Its training settings (optimizer, learning rate, batch size, epochs) are
+hyperparameters too, declared by `training()`; families change their ranges and defaults through
+class attributes, or override `training`, `compile` or `fit` (a two-phase fine-tune does).
+
+Keras is imported inside the methods that train, never at module scope.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.options import Configurable, Option
+
+if TYPE_CHECKING:
+    import keras
+
+    from harness.datasets import DataSpec, Splits, Task
+    from harness.space import HyperParameters
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How one trial trains its model."""
+
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    epochs: int
+
+
+class ModelFamily(Configurable):
+    """The contract for a model-family plugin.
+
+    Subclasses set `name` and implement `build`. `build` must be deterministic given the
+    hyperparameter values: the harness rebuilds the selected configuration to evaluate it on test.
+    """
+
+    #: Task kinds the family can fit; the suite validator rejects other pairings up front.
+    tasks: ClassVar[frozenset[str]] = frozenset({"multiclass"})
+    #: Smallest image side the family accepts.
+    min_input_size: ClassVar[int] = 1
+
+    optimizers: ClassVar[Sequence[str]] = ("adam", "rmsprop", "sgd", "nadam")
+    default_optimizer: ClassVar[str] = "adam"
+    learning_rate_range: ClassVar[tuple[float, float]] = (1e-4, 1e-1)
+    default_learning_rate: ClassVar[float] = 1e-3
+    batch_sizes: ClassVar[Sequence[int]] = (32, 64, 128, 256)
+    default_batch_size: ClassVar[int] = 64
+    max_epochs: ClassVar[int] = 50
+    default_epochs: ClassVar[int] = 10
+
+    common_options: ClassVar[dict[str, Option]] = {
+        "params": Option(dict, None, "hyperparameter values pinned for every trial "
+                                     "(e.g. {units: 512, optimizer: rmsprop})"),
+    }
+
+    @classmethod
+    def full_schema(cls) -> dict[str, Option]:
+        return {**cls.common_options, **cls.options_schema}
+
+    @abstractmethod
+    def build(self, hp: HyperParameters, spec: DataSpec) -> keras.Model:
+        """An uncompiled Keras model taking uint8-range images of `spec.input_shape`."""
+
+    def training(self, hp: HyperParameters, spec: DataSpec, max_epochs: int | None = None) -> TrainingSettings:
+        """Declare and return the training settings. `max_epochs` is the suite's cap."""
+        top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))
+        low_lr, high_lr = self.learning_rate_range
+        return TrainingSettings(
+            optimizer=hp.Choice("optimizer", list(self.optimizers), default=self.default_optimizer),
+            learning_rate=hp.Float("learning_rate", low_lr, high_lr, log=True,
+                                   default=self.default_learning_rate),
+            batch_size=hp.Choice("batch_size", list(self.batch_sizes), default=self.default_batch_size),
+            epochs=hp.Int("epochs", 1, top, default=min(self.default_epochs, top)),
+        )
+
+    def check(self, spec: DataSpec) -> list[str]:
+        """Why this family cannot fit data of `spec`, if it cannot."""
+        problems = []
+        if spec.task not in self.tasks:
+            problems.append(f"model family '{self.name}' does not support {spec.task} datasets "
+                            f"(it supports: {', '.join(sorted(self.tasks))})")
+        side = min(spec.input_shape[:2])
+        if side < self.min_input_size:
+            problems.append(f"model family '{self.name}' needs images of at least "
+                            f"{self.min_input_size} px; the dataset gives {spec.input_shape[0]}x"
+                            f"{spec.input_shape[1]} (resize it with the dataset's size option)")
+        return problems
+
+    def compile(self, model: keras.Model, settings: TrainingSettings, spec: DataSpec) -> None:
+        """Compile with the settings' optimizer and the task's loss and metrics."""
+        model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
+                      loss=loss_for(spec.task), metrics=metrics_for(spec.task))
+
+    def fit(self, model: keras.Model, data: Splits, settings: TrainingSettings,
+            callbacks: list[keras.callbacks.Callback], verbose: int = 0) -> Any:
+        """Train on the training split, validating on the validation split after every epoch.
+
+        Overrides must pass `callbacks` to every `model.fit` call: they carry the deadline.
+        """
+        return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                         epochs=settings.epochs, batch_size=settings.batch_size,
+                         callbacks=callbacks, verbose=verbose)
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by name; plain `sgd` gets momentum 0.9, as in the reference experiments."""
+    import keras
+
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
+def loss_for(task: Task) -> str:
+    return "sparse_categorical_crossentropy" if task == "multiclass" else "binary_crossentropy"
+
+
+def metrics_for(task: Task) -> list[Any]:
+    return ["accuracy"] if task == "multiclass" else ["binary_accuracy"]
+
+
+def scaled_inputs(spec: DataSpec) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """An input for uint8-range images and the same images scaled to [0, 1] inside the model."""
+    import keras
+
+    inputs = keras.Input(shape=spec.input_shape)
+    return inputs, keras.layers.Rescaling(1.0 / 255)(inputs)
+
+
+def output_layer(spec: DataSpec, x: keras.KerasTensor) -> keras.KerasTensor:
+    """The classification head's last layer: softmax (multiclass) or sigmoid (multilabel)."""
+    import keras
+
+    activation = "softmax" if spec.task == "multiclass" else "sigmoid"
+    return keras.layers.Dense(spec.num_classes, activation=activation, name="predictions")(x)
+
+
+def objective_for(task: Task) -> str:
+    """The validation metric strategies maximise, as Keras names it in the fit history."""
+    return "val_accuracy" if task == "multiclass" else "val_binary_accuracy"

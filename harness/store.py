@@ -1,0 +1,215 @@
+"""The results store: runs, trials and epochs, written through SQLAlchemy.
+
+Embedded SQLite under the results directory by default (`results/tunebench.db`); any SQLAlchemy
+URL (`postgresql://...`) works the same way. Every write is its own transaction, so a trial is
+committed when it ends and each epoch when it ends: killing the runner loses at most the trial in
+flight. Timestamps are Unix seconds (floats) so that budgets can be checked to the millisecond;
+exports turn them into ISO 8601.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+DB_NAME = "tunebench.db"
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("search_key", sa.String(64), nullable=False, index=True),
+    sa.Column("suite", sa.String(200), nullable=False),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("dataset_options", sa.JSON, nullable=False, default=dict),
+    sa.Column("model_family", sa.String(200), nullable=False),
+    sa.Column("model_options", sa.JSON, nullable=False, default=dict),
+    sa.Column("strategy", sa.String(200), nullable=False),
+    sa.Column("strategy_options", sa.JSON, nullable=False, default=dict),
+    sa.Column("dataset_label", sa.String(200)),
+    sa.Column("model_label", sa.String(200)),
+    sa.Column("strategy_label", sa.String(200)),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("budget_s", sa.Float, nullable=False),
+    sa.Column("trial_budget_s", sa.Float),
+    sa.Column("max_epochs", sa.Integer),
+    sa.Column("objective", sa.String(100)),
+    sa.Column("status", sa.String(20), nullable=False),  # running, ok, failed, interrupted
+    sa.Column("stop_reason", sa.String(40)),  # completed, budget, killed, error
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),  # the strategy's clock starts
+    sa.Column("finished_at", sa.Float),  # the strategy's clock stops
+    sa.Column("completed_at", sa.Float),  # after the test evaluation
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("host", sa.String(200)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("backend", sa.String(40)),
+    sa.Column("versions", sa.JSON),
+    sa.Column("hardware", sa.JSON),
+    sa.Column("split_fingerprint", sa.String(64)),
+    sa.Column("split_sizes", sa.JSON),
+    sa.Column("n_trials", sa.Integer, default=0),
+    sa.Column("best_trial", sa.Integer),
+    sa.Column("best_val", sa.Float),
+    sa.Column("best_params", sa.JSON),
+    sa.Column("best_param_count", sa.Integer),
+    sa.Column("test_score", sa.Float),
+    sa.Column("test_metrics", sa.JSON),
+    sa.Column("artifact_dir", sa.String(500)),
+)
+
+trials = sa.Table(
+    "trials", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("error_kind", sa.String(40)),
+    sa.Column("params", sa.JSON, nullable=False, default=dict),
+    sa.Column("seed", sa.Integer),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("score", sa.Float),
+    sa.Column("best_epoch", sa.Integer),
+    sa.Column("epochs_done", sa.Integer, default=0),
+    sa.Column("param_count", sa.Integer),
+    sa.Column("metrics", sa.JSON),
+    sa.Column("timings", sa.JSON),
+    sa.UniqueConstraint("run_id", "number"),
+)
+
+epochs = sa.Table(
+    "epochs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id"), nullable=False, index=True),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("elapsed", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.UniqueConstraint("trial_id", "epoch"),
+)
+
+
+def default_url(results_dir: str | Path) -> str:
+    return f"sqlite:///{Path(results_dir).resolve() / DB_NAME}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (progress, leaderboard) never block writers
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    """Reads and writes of one results store."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)  # idempotent
+
+    @classmethod
+    def open(cls, results_dir: str | Path, url: str | None = None) -> Store:
+        return cls(url or default_url(results_dir))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ------------------------------------------------------------------------------------
+    def create_run(self, **fields: Any) -> int:
+        fields.setdefault("created_at", time.time())
+        fields.setdefault("status", "running")
+        with self.engine.begin() as conn:
+            return int(conn.execute(runs.insert().values(**fields)).inserted_primary_key[0])
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**fields))
+
+    def start_trial(self, run_id: int, number: int, *, started_at: float, seed: int | None = None,
+                    params: Mapping[str, Any] | None = None) -> int:
+        with self.engine.begin() as conn:
+            trial_id = conn.execute(trials.insert().values(
+                run_id=run_id, number=number, status="running", started_at=started_at, seed=seed,
+                params=dict(params or {}))).inserted_primary_key[0]
+            conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=started_at))
+        return int(trial_id)
+
+    def record_epoch(self, run_id: int, trial_id: int, epoch: int, metrics: Mapping[str, float],
+                     elapsed: float) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(epochs.insert().values(trial_id=trial_id, epoch=epoch, metrics=dict(metrics),
+                                                elapsed=elapsed, finished_at=now))
+            conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+
+    def finish_trial(self, trial_id: int, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(trials.update().where(trials.c.id == trial_id).values(**fields))
+            run_id = conn.execute(sa.select(trials.c.run_id).where(trials.c.id == trial_id)).scalar_one()
+            count = conn.execute(sa.select(sa.func.count()).select_from(trials)
+                                 .where(trials.c.run_id == run_id)).scalar_one()
+            conn.execute(runs.update().where(runs.c.id == run_id).values(n_trials=count,
+                                                                          heartbeat_at=time.time()))
+
+    def close_open_trials(self, run_id: int, status: str, error: str, finished_at: float | None = None) -> int:
+        """Give trials still marked `running` a final status (after a kill or a crash)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(trials.update()
+                                  .where(trials.c.run_id == run_id, trials.c.status == "running")
+                                  .values(status=status, error=error, error_kind="killed",
+                                          finished_at=finished_at or time.time()))
+            return int(result.rowcount or 0)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def run(self, run_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()
+        return dict(row)
+
+    def runs(self, *, suite: str | None = None, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(runs).order_by(runs.c.id)
+        if suite is not None:
+            query = query.where(runs.c.suite == suite)
+        if ids is not None:
+            query = query.where(runs.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def latest_runs(self, search_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The newest run of each search key, if any."""
+        keys = list(search_keys)
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.search_key.in_(keys))
+                                .order_by(runs.c.id)).mappings()
+            return {r["search_key"]: dict(r) for r in rows}
+
+    def trials(self, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(trials).order_by(trials.c.run_id, trials.c.number)
+        if run_ids is not None:
+            query = query.where(trials.c.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def epochs(self, trial_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(epochs).order_by(epochs.c.trial_id, epochs.c.epoch)
+        if trial_ids is not None:
+            query = query.where(epochs.c.trial_id.in_(list(trial_ids)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]

@@ -1,0 +1,124 @@
+"""The search-strategy contract and the trial context a strategy drives.
+
+Roles stay apart: a strategy proposes configurations, the harness builds and trains each one under
+the clock and records it, and the strategy gets back a frozen `TrialRecord`. A strategy never sees
+the test split, never touches the store and never owns the clock: it asks `ctx.run_trial(hp)`
+until it is done or the budget is spent (then `run_trial` raises `BudgetExhausted`, which ends the
+search normally).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.options import Configurable, Option
+
+if TYPE_CHECKING:
+    from harness.budget import Budget
+    from harness.datasets import DataSpec
+    from harness.space import HyperParameters
+
+#: Trial statuses. `ok` and `timeout` trials have real validation scores and can be selected.
+OK, FAILED, PRUNED, TIMEOUT, NAN, RUNNING, INTERRUPTED = (
+    "ok", "failed", "pruned", "timeout", "nan", "running", "interrupted")
+SELECTABLE = frozenset({OK, TIMEOUT})
+
+#: Called after every epoch with (epoch index, metrics); raise `harness.TrialPruned` to stop.
+EpochReport = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a strategy learns about one finished trial.
+
+    `score` is the best validation value of the objective over the trial's completed epochs, or
+    None if no epoch completed. `history` holds one mapping of metrics per completed epoch.
+    """
+
+    number: int
+    status: str
+    params: Mapping[str, Any]
+    score: float | None
+    history: tuple[Mapping[str, float], ...] = ()
+    error: str | None = None
+    duration: float = 0.0
+    param_count: int | None = None
+    epochs: int = 0
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def selectable(self) -> bool:
+        return self.status in SELECTABLE and self.score is not None
+
+
+class SearchContext(ABC):
+    """The harness's side of a search, as a strategy sees it."""
+
+    seed: int
+    budget: Budget
+    spec: DataSpec
+    objective: str
+    #: Always "max": objectives are scores (accuracy, F1), higher is better.
+    direction: str = "max"
+    #: The suite's cap on epochs per trial, or None.
+    max_epochs: int | None = None
+
+    @property
+    @abstractmethod
+    def trials(self) -> tuple[TrialRecord, ...]:
+        """Every trial of this search so far, in order."""
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The selectable trial with the highest score so far."""
+        scored = [t for t in self.trials if t.selectable]
+        return max(scored, key=lambda t: t.score) if scored else None  # type: ignore[arg-type, return-value]
+
+    @abstractmethod
+    def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
+                  report: EpochReport | None = None) -> TrialRecord:
+        """Build, train and record one configuration; return its record.
+
+        Args:
+            hp: the adapter that answers the model family's declarations.
+            epochs: train for this many epochs instead of the `epochs` hyperparameter (for
+                multi-fidelity strategies such as Hyperband); still capped by the suite.
+            report: called after every epoch; raising `TrialPruned` stops the trial as `pruned`.
+
+        Raises:
+            BudgetExhausted: the search's budget is spent; let it propagate.
+        """
+
+
+class SearchStrategy(Configurable):
+    """The contract for a search-strategy plugin.
+
+    Subclasses set `name` and `options_schema` and implement `search`. `self.options` holds the
+    validated options. Every strategy accepts `max_trials`.
+    """
+
+    #: Whether a fixed seed gives the same sequence of proposed configurations.
+    deterministic: ClassVar[bool] = True
+
+    common_options: ClassVar[dict[str, Option]] = {
+        "max_trials": Option(int, None, "stop after this many trials (default: when the budget ends)",
+                             minimum=1),
+    }
+
+    @classmethod
+    def full_schema(cls) -> dict[str, Option]:
+        return {**cls.common_options, **cls.options_schema}
+
+    @abstractmethod
+    def search(self, ctx: SearchContext) -> None:
+        """Propose configurations and run them with `ctx.run_trial` until done or out of budget."""
+
+    def trial_numbers(self) -> range | Any:
+        """0, 1, 2, ... up to `max_trials` (or forever): a convenient loop for strategies."""
+        import itertools
+
+        limit = self.options.get("max_trials")
+        return range(limit) if limit else itertools.count()

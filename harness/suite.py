@@ -1,0 +1,276 @@
+"""Suite files: the declarative description of a benchmark, validated before anything trains.
+
+```yaml
+name: smoke                 # optional, defaults to the file name
+budget: 2m                  # wall-clock budget of each search (required)
+trial_budget: 30s           # optional cap on each trial
+max_epochs: 5               # optional cap on epochs per trial
+seeds: [0, 1]               # or a count: `seeds: 3` means 0, 1, 2
+datasets:
+  - digits: {size: 16}
+model_families:
+  - mlp
+  - scratch_cnn: {as: cnn_fixed, params: {blocks: 2}}   # `as` labels a variant
+strategies:
+  - random: {max_trials: 20}
+  - optuna_tpe: {n_startup_trials: 5}
+```
+
+Each dataset x model family x strategy x seed is one search. Every problem found (unknown names,
+bad options, bad budgets, impossible pairings, missing data) is reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.budget import parse_duration
+from harness.errors import OptionsError, SuiteError, UnknownPluginError
+
+if TYPE_CHECKING:
+    from harness.plugins import Catalog, Registry
+
+TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
+             "model_families", "strategies"}
+SECTIONS = {"datasets": "datasets", "model_families": "model_families", "strategies": "strategies"}
+LABEL_KEY = "as"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One plugin use in a suite: registered name, resolved options, and a display label."""
+
+    name: str
+    options: Mapping[str, Any]
+    label: str
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class Search:
+    """One (dataset, model family, strategy, seed) search of a suite."""
+
+    suite: str
+    dataset: Entry
+    model_family: Entry
+    strategy: Entry
+    seed: int
+    budget_s: float
+    trial_budget_s: float | None
+    max_epochs: int | None
+
+    @property
+    def key(self) -> str:
+        """A stable identity: the same search in a later invocation has the same key (resume)."""
+        identity = {"suite": self.suite, "dataset": self.dataset.identity(),
+                    "model_family": self.model_family.identity(), "strategy": self.strategy.identity(),
+                    "seed": self.seed, "budget_s": self.budget_s, "trial_budget_s": self.trial_budget_s,
+                    "max_epochs": self.max_epochs}
+        blob = json.dumps(identity, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset.label} · {self.model_family.label} · {self.strategy.label} · seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str
+    budget_s: float
+    trial_budget_s: float | None
+    max_epochs: int | None
+    seeds: tuple[int, ...]
+    datasets: tuple[Entry, ...]
+    model_families: tuple[Entry, ...]
+    strategies: tuple[Entry, ...]
+    description: str = ""
+
+    def searches(self) -> list[Search]:
+        return [Search(self.name, d, m, s, seed, self.budget_s, self.trial_budget_s, self.max_epochs)
+                for d in self.datasets for m in self.model_families for s in self.strategies
+                for seed in self.seeds]
+
+
+def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None) -> Suite:
+    """Read and validate a suite file.
+
+    Args:
+        budget: a duration overriding the suite's `budget` (the CLI's `--budget`).
+
+    Raises:
+        SuiteError: listing every problem found.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"cannot run suite {path}:", [f"no such file: {path}"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SuiteError(f"suite {path} is not valid YAML{where}:",
+                         [str(getattr(exc, 'problem', exc))]) from None
+    return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget)
+
+
+def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = "<suite>",
+                budget: str | None = None) -> Suite:
+    """Validate a suite given as data (the parsed YAML)."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise SuiteError(f"suite {path} is not valid:", ["the file must be a mapping with keys such as "
+                                                         "budget, seeds, datasets, model_families, strategies"])
+    for key in raw:
+        if key not in TOP_LEVEL:
+            hint = difflib.get_close_matches(str(key), sorted(TOP_LEVEL), n=1)
+            problems.append(f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else
+                                                      f"; known keys: {', '.join(sorted(TOP_LEVEL))}"))
+
+    suite_name = raw.get("name", name)
+    if not isinstance(suite_name, str) or not suite_name.strip():
+        problems.append("'name' must be a non-empty string")
+        suite_name = name
+
+    budget_s = _duration(budget if budget is not None else raw.get("budget"),
+                         "--budget" if budget is not None else "budget", problems, required=True)
+    trial_budget_s = _duration(raw.get("trial_budget"), "trial_budget", problems, required=False)
+    max_epochs = raw.get("max_epochs")
+    if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
+                                   or max_epochs < 1):
+        problems.append(f"'max_epochs' must be a positive integer, not {max_epochs!r}")
+        max_epochs = None
+    seeds = _seeds(raw.get("seeds", [0]), problems)
+
+    datasets = _entries(raw, "datasets", catalog.datasets, problems)
+    families = _entries(raw, "model_families", catalog.model_families, problems)
+    strategies = _entries(raw, "strategies", catalog.strategies, problems)
+
+    # Data availability and pairings, for the entries that are valid so far.
+    specs = {}
+    for entry, instance in datasets:
+        for problem in instance.check():
+            problems.append(f"dataset '{entry.label}': {problem}")
+        try:
+            specs[entry.label] = instance.spec
+        except Exception as exc:  # a spec needs metadata that may be missing
+            problems.append(f"dataset '{entry.label}': {exc}")
+    for entry, instance in families:
+        for dataset_label, spec in specs.items():
+            for problem in instance.check(spec):
+                problems.append(f"{problem} (pairing {entry.label} with dataset '{dataset_label}')")
+
+    if problems:
+        raise SuiteError(f"suite {path} is not valid ({len(problems)} problem"
+                         f"{'s' if len(problems) > 1 else ''}):", problems)
+    return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,  # type: ignore[arg-type]
+                 max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
+                 model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
+                 description=str(raw.get("description", "")))
+
+
+def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> float | None:
+    if value is None:
+        if required:
+            problems.append(f"'{key}' is required: the wall-clock budget of each search, e.g. budget: 2m")
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        problems.append(f"'{key}': {exc}")
+        return None
+
+
+def _seeds(value: Any, problems: list[str]) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            problems.append("'seeds' as a count must be at least 1")
+            return []
+        return list(range(value))
+    if (isinstance(value, list) and value
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+        if len(set(value)) != len(value):
+            problems.append(f"'seeds' has duplicates: {value}")
+        return list(dict.fromkeys(value))
+    problems.append(f"'seeds' must be a count or a list of non-negative integers, not {value!r}")
+    return []
+
+
+def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
+             problems: list[str]) -> list[tuple[Entry, Any]]:
+    """Parse one plugin list; returns (entry, instance) for each valid one."""
+    items = raw.get(section)
+    if items is None:
+        problems.append(f"'{section}' is required: a list of {registry.kind} names")
+        return []
+    if isinstance(items, (str, dict)):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        problems.append(f"'{section}' must be a non-empty list")
+        return []
+    found: list[tuple[Entry, Any]] = []
+    labels: dict[str, int] = {}
+    identities: dict[str, int] = {}
+    for i, item in enumerate(items):
+        where = f"{section}[{i}]"
+        name, options = _split_item(item, where, problems)
+        if name is None:
+            continue
+        options = dict(options)
+        label = options.pop(LABEL_KEY, name)
+        if not isinstance(label, str) or not label:
+            problems.append(f"{where} '{name}': '{LABEL_KEY}' must be a non-empty string")
+            continue
+        try:
+            cls = registry.get(name)
+        except UnknownPluginError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        try:
+            instance = cls(**options)
+        except OptionsError as exc:
+            problems.extend(f"{where} '{label}': {p}" for p in exc.problems)
+            continue
+        entry = Entry(name=name, options=dict(instance.options), label=label)
+        identity = json.dumps(entry.identity(), sort_keys=True, default=str)
+        if identity in identities:
+            problems.append(f"{where} '{label}' repeats {section}[{identities[identity]}] with the same options")
+            continue
+        if label in labels:
+            problems.append(f"{where}: label '{label}' is used twice in {section}; give each variant "
+                            f"its own label with `{LABEL_KEY}: some_name`")
+            continue
+        labels[label], identities[identity] = i, i
+        found.append((entry, instance))
+    return found
+
+
+def _split_item(item: Any, where: str, problems: list[str]) -> tuple[str | None, Mapping[str, Any]]:
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, dict) and len(item) == 1:
+        (name, options), = item.items()
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            problems.append(f"{where} '{name}': options must be a mapping, not {options!r}")
+            return None, {}
+        return str(name), options
+    problems.append(f"{where}: write a plugin as a name, or as `name: {{option: value}}`; got {item!r}")
+    return None, {}
+
+
+def describe(searches: Iterable[Search]) -> str:
+    items = list(searches)
+    return f"{len(items)} search{'es' if len(items) != 1 else ''}"

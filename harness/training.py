@@ -1,0 +1,125 @@
+"""The Keras side of a trial: the callback that keeps the clock and the record.
+
+Imported only by code that trains (the search's child process), so Keras loads there and nowhere
+else. Deliberately light per batch: one clock read, no tensor access (no device sync).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+
+
+class TrialCallback(keras.callbacks.Callback):
+    """Stops training at the trial's deadline and records each completed epoch.
+
+    At the first batch end past `deadline` it sets `model.stop_training`; Keras then ends the
+    epoch and would validate the partial epoch, which the callback cuts short
+    (`model.stop_evaluating`) and leaves out of the record. A non-finite loss stops the trial.
+
+    Args:
+        deadline: `time.monotonic()` value at which training must stop.
+        objective: the validation metric to maximise (e.g. `val_accuracy`).
+        on_epoch: called with (epoch, metrics, seconds since fit began) after each completed epoch,
+            before any pruning decision; it may raise `TrialPruned`.
+        beat: only epochs scoring above this keep a copy of their weights (the search's best so
+            far), so that the selected configuration can be evaluated on test with the weights
+            that earned its validation score.
+    """
+
+    def __init__(self, deadline: float, objective: str,
+                 on_epoch: Callable[[int, Mapping[str, float], float], None],
+                 beat: float | None = None) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.objective = objective
+        self.on_epoch = on_epoch
+        self.beat = beat
+        self.timed_out = False
+        self.non_finite = False
+        self.history: list[dict[str, float]] = []
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[Any] | None = None
+        self.epoch_seconds: list[float] = []
+        self.eval_seconds = 0.0
+        self._fit_start = 0.0
+        self._epoch_start = 0.0
+        self._eval_start = 0.0
+        self._cut = False
+
+    # -- clock ---------------------------------------------------------------------------------------
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._fit_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if time.monotonic() >= self.deadline:
+            self._cut = True
+            self.timed_out = True
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        self._eval_start = time.monotonic()
+        if self._cut:  # no point validating a partial epoch after the deadline
+            self.model.stop_evaluating = True
+
+    def on_test_end(self, logs: Any = None) -> None:
+        self.eval_seconds += time.monotonic() - self._eval_start
+
+    # -- record --------------------------------------------------------------------------------------
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        now = time.monotonic()
+        if self._cut:
+            return
+        self.epoch_seconds.append(now - self._epoch_start)
+        metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        if not all(math.isfinite(metrics[k]) for k in ("loss", "val_loss") if k in metrics):
+            self.non_finite = True
+            self.model.stop_training = True
+        self.history.append(metrics)
+        score = metrics.get(self.objective)
+        if score is not None and math.isfinite(score) and not self.non_finite:
+            if self.best_score is None or score > self.best_score:
+                self.best_score, self.best_epoch = score, epoch
+                if self.beat is None or score > self.beat:
+                    self.best_weights = self.model.get_weights()
+        total_epochs = (self.params or {}).get("epochs")
+        if now >= self.deadline and total_epochs is not None and epoch + 1 < total_epochs:
+            self.timed_out = True
+            self.model.stop_training = True
+        self.on_epoch(epoch, metrics, now - self._fit_start)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def save_weights(model: keras.Model, weights: list[Any] | None, path: str) -> None:
+    """Write `weights` (or the model's current ones) to a `.weights.h5` file."""
+    if weights is not None:
+        model.set_weights(weights)
+    model.save_weights(path)
+
+
+def release(model: Any) -> None:
+    """Free what a finished trial holds, so memory stays flat over a long search."""
+    del model
+    keras.backend.clear_session()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is an accelerator or host out-of-memory error, on any backend."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(s in text for s in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemory",
+                                   "out of memory", "MemoryError", "OOM when allocating"))

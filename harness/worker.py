@@ -1,0 +1,434 @@
+"""One search, in its own process: load the data once, drive the strategy, record every trial,
+then evaluate the selected configuration on test.
+
+The runner starts `python -m harness.worker JOB.json` per search and supervises it from outside;
+`execute()` is also callable in-process (tests, conformance suites). This module does not import
+Keras at module scope: `harness.training` does, and is imported only once a search starts.
+
+Events for the supervisor (the budget clock's start, each trial's start and end) go as JSON lines
+to the file descriptor named by `TUNEBENCH_EVENT_FD`. The store is the record; events only drive
+supervision and the progress display.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.budget import Budget
+from harness.errors import BudgetExhausted, SpaceError, TrialPruned, TunebenchError
+from harness.models import objective_for
+from harness.space import FixedHyperParameters, HyperParameters
+from harness.store import Store
+from harness.strategies import (FAILED, NAN, OK, PRUNED, SELECTABLE, TIMEOUT, EpochReport,
+                                SearchContext, TrialRecord)
+
+if TYPE_CHECKING:
+    from harness.datasets import Dataset, Splits
+    from harness.models import ModelFamily
+    from harness.strategies import SearchStrategy
+
+EVENT_FD_ENV = "TUNEBENCH_EVENT_FD"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+@dataclass(frozen=True)
+class PluginCall:
+    """A plugin by registered name, with its resolved options."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything a child process needs to run one search (JSON-serialisable)."""
+
+    run_id: int
+    store_url: str
+    artifact_dir: str
+    dataset: PluginCall
+    model_family: PluginCall
+    strategy: PluginCall
+    seed: int
+    budget_s: float
+    trial_budget_s: float | None = None
+    max_epochs: int | None = None
+    verbose: bool = False
+    plugins: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchJob:
+        raw = json.loads(text)
+        for key in ("dataset", "model_family", "strategy"):
+            raw[key] = PluginCall(**raw[key])
+        raw["plugins"] = tuple(raw.get("plugins", ()))
+        return cls(**raw)
+
+
+class Events:
+    """JSON-lines events to the supervising runner; silent when there is none."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._file = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, event: str, **data: Any) -> None:
+        message = {"event": event, **data}
+        self.sent.append(message)
+        if self._file is not None:
+            try:
+                self._file.write(json.dumps(message) + "\n")
+            except (BrokenPipeError, OSError):
+                self._file = None
+
+    @classmethod
+    def from_env(cls) -> Events:
+        fd = os.environ.get(EVENT_FD_ENV)
+        return cls(int(fd) if fd else None)
+
+
+# -- the trial context ---------------------------------------------------------------------------------
+
+class _FatalTrialError(Exception):
+    """A trial failed in a way every trial would (a user error such as a misspelt pin)."""
+
+
+class TrialContext(SearchContext):
+    """The harness's concrete `SearchContext`: runs, times and records each trial."""
+
+    def __init__(self, job: SearchJob, store: Store, family: ModelFamily, data: Splits,
+                 budget: Budget, events: Events) -> None:
+        self.job = job
+        self.store = store
+        self.family = family
+        self.data = data
+        self.spec = data.spec
+        self.seed = job.seed
+        self.budget = budget
+        self.events = events
+        self.objective = objective_for(data.spec.task)
+        self.max_epochs = job.max_epochs
+        self.pins = dict(family.options.get("params") or {})
+        self._trials: list[TrialRecord] = []
+        self._best_score: float | None = None
+        Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def trials(self) -> tuple[TrialRecord, ...]:
+        return tuple(self._trials)
+
+    def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
+                  report: EpochReport | None = None) -> TrialRecord:
+        if self.budget.expired:
+            raise BudgetExhausted()
+        from harness import training
+
+        number = len(self._trials)
+        started_wall, t0 = time.time(), time.monotonic()
+        deadline = self.budget.trial_deadline(t0)
+        hp.pin(self.pins)
+        trial_seed = (self.seed * 100_003 + number) % (2**31 - 1)
+        trial_id = self.store.start_trial(self.job.run_id, number, started_at=started_wall, seed=trial_seed)
+        self.events.send("trial_start", number=number, deadline=started_wall + (deadline - t0))
+
+        def on_epoch(epoch: int, metrics: Mapping[str, float], elapsed: float) -> None:
+            self.store.record_epoch(self.job.run_id, trial_id, epoch, metrics, elapsed)
+            if report is not None:
+                report(epoch, metrics)
+
+        status, error, error_kind = OK, None, None
+        model, callback, param_count = None, None, None
+        timings: dict[str, float] = {}
+        fatal: Exception | None = None
+        try:
+            import keras
+
+            keras.utils.set_random_seed(trial_seed)
+            tb = time.monotonic()
+            model = self.family.build(hp, self.spec)
+            settings = self.family.training(hp, self.spec, self.max_epochs)
+            if epochs is not None:
+                settings = dataclasses.replace(settings, epochs=int(epochs))
+            if self.max_epochs is not None:
+                settings = dataclasses.replace(settings, epochs=min(settings.epochs, self.max_epochs))
+            unused = hp.unused_pins()
+            if unused:
+                declared = ", ".join(hp.params) or "none"
+                raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "
+                                 f"family '{self.family.name}' (it declares: {declared})")
+            self.family.compile(model, settings, self.spec)
+            param_count = int(model.count_params())
+            timings["build"] = time.monotonic() - tb
+            callback = training.TrialCallback(deadline, self.objective, on_epoch, beat=self._best_score)
+            tf = time.monotonic()
+            self.family.fit(model, self.data, settings, [callback], verbose=2 if self.job.verbose else 0)
+            timings["train"] = time.monotonic() - tf
+            if callback.non_finite:
+                status, error, error_kind = NAN, "loss became NaN or infinite", "nan"
+            elif callback.timed_out:
+                status, error_kind = TIMEOUT, "deadline"
+        except TrialPruned:
+            status = PRUNED
+        except SpaceError as exc:
+            status, error, error_kind = FAILED, str(exc), "space"
+            fatal = exc
+        except Exception as exc:  # a trial's failure is recorded, never fatal to the search
+            traceback.print_exc()
+            status, error = FAILED, f"{type(exc).__name__}: {exc}"[:4000]
+            error_kind = "oom" if training.is_out_of_memory(exc) else "exception"
+
+        score = callback.best_score if callback is not None else None
+        if callback is not None:
+            timings["first_epoch"] = callback.epoch_seconds[0] if callback.epoch_seconds else 0.0
+            timings["eval"] = callback.eval_seconds
+        improved = (status in SELECTABLE and score is not None
+                    and (self._best_score is None or score > self._best_score))
+        if improved:
+            tc = time.monotonic()
+            training.save_weights(model, callback.best_weights,  # type: ignore[union-attr]
+                                  str(Path(self.job.artifact_dir) / BEST_WEIGHTS))
+            timings["checkpoint"] = time.monotonic() - tc
+            self._best_score = score
+        history = tuple(callback.history) if callback is not None else ()
+        finished_wall = time.time()
+        params = hp.values
+        self.store.finish_trial(
+            trial_id, status=status, error=error, error_kind=error_kind, params=params,
+            finished_at=finished_wall, score=score,
+            best_epoch=callback.best_epoch if callback is not None else None,
+            epochs_done=len(history), param_count=param_count,
+            metrics=history[-1] if history else None, timings=timings)
+        if improved:
+            self.store.update_run(self.job.run_id, best_trial=number, best_val=score,
+                                  best_params=params, best_param_count=param_count)
+        record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
+                             error=error, duration=finished_wall - started_wall,
+                             param_count=param_count, epochs=len(history), timings=timings)
+        self._trials.append(record)
+        self.events.send("trial", number=number, status=status, score=score, best=self._best_score)
+        if model is not None:
+            training.release(model)
+        if fatal is not None and not any(t.status == OK for t in self._trials):
+            raise _FatalTrialError(str(fatal))
+        return record
+
+
+# -- one search ------------------------------------------------------------------------------------------
+
+def execute(job: SearchJob, events: Events | None = None, *, finalize_after: bool = True) -> str:
+    """Run one search and (by default) its test evaluation; returns the run's final status."""
+    events = events or Events()
+    store = Store(job.store_url)
+    try:
+        try:
+            dataset, family, strategy = _instantiate(job)
+            data = _load(job, store, dataset)
+        except Exception as exc:
+            _fail(store, job, exc, stage="setup")
+            return "failed"
+
+        budget = Budget(job.budget_s, trial_seconds=job.trial_budget_s)
+        started = time.time()
+        store.update_run(job.run_id, started_at=started)
+        events.send("started", started_at=started, deadline=started + job.budget_s)
+        ctx = TrialContext(job, store, family, data, budget, events)
+        stop_reason, error = "completed", None
+        try:
+            strategy.search(ctx)
+        except BudgetExhausted:
+            stop_reason = "budget"
+        except _FatalTrialError as exc:
+            stop_reason, error = "error", str(exc)
+        except Exception as exc:  # the strategy itself broke
+            traceback.print_exc()
+            stop_reason, error = "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+        finished = time.time()
+        if stop_reason == "completed" and budget.expired:
+            stop_reason = "budget"
+        store.update_run(job.run_id, finished_at=finished, stop_reason=stop_reason, error=error,
+                         n_trials=len(ctx.trials))
+        events.send("search_done", finished_at=finished, stop_reason=stop_reason)
+        if error is not None:
+            store.update_run(job.run_id, status="failed", completed_at=time.time())
+            return "failed"
+        if not finalize_after:
+            return "running"
+        return finalize(job, store, data=data, family=family)
+    finally:
+        store.close()
+
+
+def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None = None,
+             family: ModelFamily | None = None) -> str:
+    """Evaluate the selected configuration once on the test split and close the run."""
+    own_store = store is None
+    store = store or Store(job.store_url)
+    try:
+        run = store.run(job.run_id)
+        weights = Path(job.artifact_dir) / BEST_WEIGHTS
+        if run["best_params"] is None or not weights.exists():
+            store.update_run(job.run_id, status="failed", completed_at=time.time(),
+                             error=run["error"] or "no trial finished with a validation score")
+            return "failed"
+        try:
+            if family is None or data is None:
+                dataset, family, _ = _instantiate(job)
+                data = dataset.splits(job.seed)
+            from harness import training
+
+            hp = FixedHyperParameters(run["best_params"])
+            model = family.build(hp, data.spec)
+            settings = family.training(hp, data.spec, job.max_epochs)
+            model.load_weights(str(weights))  # before compiling: the file holds no optimizer state we need
+            family.compile(model, settings, data.spec)
+            metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size,
+                                     return_dict=True, verbose=0)
+            metrics = {k: float(v) for k, v in metrics.items()}
+            test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
+            test_score = metrics.get(test_key)
+            store.update_run(job.run_id, status="ok", test_score=test_score, test_metrics=metrics,
+                             completed_at=time.time())
+            training.release(model)
+            return "ok"
+        except Exception as exc:
+            _fail(store, job, exc, stage="test evaluation")
+            return "failed"
+    finally:
+        if own_store:
+            store.close()
+
+
+def _instantiate(job: SearchJob) -> tuple[Dataset, ModelFamily, SearchStrategy]:
+    from harness.plugins import load_plugins
+
+    catalog = load_plugins(job.plugins)
+    dataset = catalog.datasets.get(job.dataset.name)(**job.dataset.options)
+    family = catalog.model_families.get(job.model_family.name)(**job.model_family.options)
+    strategy = catalog.strategies.get(job.strategy.name)(**job.strategy.options)
+    return dataset, family, strategy
+
+
+def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
+    import keras
+
+    data = dataset.splits(job.seed)
+    store.update_run(job.run_id, host=socket.gethostname(), pid=os.getpid(),
+                     backend=keras.backend.backend(), versions=versions(), hardware=hardware(),
+                     split_fingerprint=data.fingerprint, split_sizes=data.sizes,
+                     objective=objective_for(data.spec.task))
+    return data
+
+
+def _fail(store: Store, job: SearchJob, exc: BaseException, *, stage: str) -> None:
+    if not isinstance(exc, TunebenchError):
+        traceback.print_exc()
+    message = str(exc) if isinstance(exc, TunebenchError) else f"{type(exc).__name__}: {exc}"
+    now = time.time()
+    store.update_run(job.run_id, status="failed", stop_reason="error", error=f"{stage}: {message}"[:4000],
+                     completed_at=now, finished_at=store.run(job.run_id)["finished_at"] or now)
+
+
+# -- provenance ----------------------------------------------------------------------------------------
+
+_VERSIONED = ("tunebench", "keras", "tensorflow", "tensorflow-cpu", "keras-tuner", "autokeras",
+              "optuna", "numpy", "torch", "jax")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of every package that shapes a result."""
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return found
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model and count, memory, and GPU names when `nvidia-smi` is there."""
+    import shutil
+    import subprocess
+
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus: list[str] = []
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            gpus = [g.strip() for g in out.splitlines() if g.strip()]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "gpus": gpus, "platform": platform.platform()}
+
+
+# -- process entry point ----------------------------------------------------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    """Exit if the runner dies (even by kill -9): PDEATHSIG on Linux, a watchdog elsewhere too."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(3)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="tunebench-parent-watch").start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    mode = "search"
+    if argv and argv[0] == "--finalize":
+        mode, argv = "finalize", argv[1:]
+    job = SearchJob.from_json(Path(argv[0]).read_text())
+    parent = os.environ.get("TUNEBENCH_PARENT_PID")
+    if parent:
+        _die_with_parent(int(parent))
+    status = execute(job, Events.from_env()) if mode == "search" else finalize(job)
+    sys.stdout.flush()
+    return 0 if status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["SearchJob", "PluginCall", "TrialContext", "execute", "finalize"]

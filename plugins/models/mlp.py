@@ -1,0 +1,35 @@
+"""A dense network: Flatten, then Dense(512, relu) blocks, then softmax (the MNIST lecture baseline)."""
+
+from __future__ import annotations
+
+from harness import ModelFamily, hookimpl, output_layer, scaled_inputs
+
+
+class MLP(ModelFamily):
+    """Dense network: Flatten - [Dense(units, relu) - Dropout] x layers - softmax."""
+
+    name = "mlp"
+    tasks = frozenset({"multiclass", "multilabel"})
+    default_optimizer = "rmsprop"
+    default_batch_size = 128
+    default_epochs = 5
+
+    def build(self, hp, spec):
+        import keras
+
+        layers = hp.Int("layers", 1, 3, default=1)
+        units = hp.Int("units", 32, 1024, log=True, default=512)
+        dropout = hp.Float("dropout", 0.0, 0.5, default=0.0)
+        activation = hp.Choice("activation", ["relu", "tanh", "elu"], default="relu")
+        inputs, x = scaled_inputs(spec)
+        x = keras.layers.Flatten()(x)
+        for _ in range(layers):
+            x = keras.layers.Dense(units, activation=activation)(x)
+            if dropout > 0:
+                x = keras.layers.Dropout(dropout)(x)
+        return keras.Model(inputs, output_layer(spec, x), name="mlp")
+
+
+@hookimpl
+def tunebench_register_model_families(registry):
+    registry.add(MLP)

@@ -1,0 +1,21 @@
+"""Random search with the harness's own sampler."""
+
+from __future__ import annotations
+
+from harness import RandomHyperParameters, SearchStrategy, hookimpl
+
+
+class RandomSearch(SearchStrategy):
+    """Random search: independent uniform (log-uniform on log scales) draws, seeded per trial."""
+
+    name = "random"
+
+    def search(self, ctx):
+        for number in self.trial_numbers():
+            # Seeded by (search seed, trial number): the same seed proposes the same sequence.
+            ctx.run_trial(RandomHyperParameters((ctx.seed, number)))
+
+
+@hookimpl
+def tunebench_register_search_strategies(registry):
+    registry.add(RandomSearch)
