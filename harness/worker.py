@@ -117,7 +117,7 @@ class TrialContext(SearchContext):
         self.job = job
         self.store = store
         self.family = family
-        self.data = data
+        self._data = data  # private: strategies never see the test split
         self.spec = data.spec
         self.seed = job.seed
         self.budget = budget
@@ -177,7 +177,7 @@ class TrialContext(SearchContext):
             timings["build"] = time.monotonic() - tb
             callback = training.TrialCallback(deadline, self.objective, on_epoch, beat=self._best_score)
             tf = time.monotonic()
-            self.family.fit(model, self.data, settings, [callback], verbose=2 if self.job.verbose else 0)
+            self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
             timings["train"] = time.monotonic() - tf
             if callback.non_finite:
                 status, error, error_kind = NAN, "loss became NaN or infinite", "nan"

@@ -1,0 +1,88 @@
+"""A model family that misbehaves on cue, for testing strategies and the runner.
+
+`scripted` is a tiny dense network whose successive `fit` calls follow a script, e.g.
+`script: [ok, fail, nan, hang]`: `ok` trains normally, `fail` raises, `nan` trains with NaN
+weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, and `slow` sleeps
+`batch_sleep` seconds after every batch, and `crash` kills its own process (as the kernel's
+out-of-memory killer would). Calls past the end of the script do `then`. Counting
+`fit` calls (not builds) keeps the test evaluation, which only rebuilds, unaffected.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness import ModelFamily, Option, hookimpl, output_layer, scaled_inputs
+
+BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash")
+
+
+class ScriptedFailure(RuntimeError):
+    """The failure a `fail` step raises."""
+
+
+class Scripted(ModelFamily):
+    """Test double: a tiny dense network whose fits succeed, fail, go NaN, hang or crawl on cue."""
+
+    name = "scripted"
+    tasks = frozenset({"multiclass", "multilabel"})
+    default_batch_size = 32
+    default_epochs = 2
+    options_schema = {
+        "script": Option(list, [], "behaviour of each successive fit: ok, fail, nan, hang, slow"),
+        "then": Option(str, "ok", "behaviour once the script is used up", choices=BEHAVIOURS),
+        "batch_sleep": Option(float, 0.05, "seconds slept after each batch by `slow`", minimum=0.0),
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        bad = [b for b in self.options["script"] if b not in BEHAVIOURS]
+        if bad:
+            from harness.errors import OptionsError
+
+            raise OptionsError("scripted options are not valid:", [f"unknown behaviour(s) {bad}; "
+                                                                    f"use {', '.join(BEHAVIOURS)}"])
+        self.fits = 0
+
+    def build(self, hp, spec):
+        import keras
+
+        units = hp.Int("units", 4, 64, log=True, default=16)
+        inputs, x = scaled_inputs(spec)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
+        return keras.Model(inputs, output_layer(spec, x), name="scripted")
+
+    def behaviour(self) -> str:
+        script = self.options["script"]
+        step = script[self.fits] if self.fits < len(script) else self.options["then"]
+        self.fits += 1
+        return step
+
+    def fit(self, model, data, settings, callbacks, verbose=0):
+        import keras
+        import numpy as np
+
+        step = self.behaviour()
+        if step == "fail":
+            raise ScriptedFailure("scripted failure")
+        if step == "crash":
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        if step == "hang":
+            while True:  # like a plugin stuck in a native call: only the supervisor can stop it
+                time.sleep(3600)
+        if step == "nan":
+            model.set_weights([np.full(w.shape, np.nan, dtype=w.dtype) for w in model.get_weights()])
+        if step == "slow":
+            pause = self.options["batch_sleep"]
+            callbacks = [*callbacks, keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: time.sleep(pause))]
+        return super().fit(model, data, settings, callbacks, verbose)
+
+
+@hookimpl
+def tunebench_register_model_families(registry):
+    registry.add(Scripted)

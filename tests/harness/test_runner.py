@@ -1,0 +1,132 @@
+"""The runner through the real command line: child processes, supervision, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.budget import allowed_overshoot
+from harness.store import Store
+from tests.conftest import ROOT, TESTING_PLUGINS, tunebench, write_suite
+
+TROUBLE = f"""
+name: trouble
+budget: 6s
+max_epochs: 2
+datasets: [digits]
+model_families:
+  - scripted: {{as: hangs, script: [ok, ok, hang]}}
+  - scripted: {{as: crashes, script: [ok, crash]}}
+  - scripted: {{as: never_works, script: [], then: fail}}
+strategies: [random]
+"""
+
+
+@pytest.fixture(scope="module")
+def trouble(tmp_path_factory):
+    """One invocation whose searches hang, crash and fail (three child processes)."""
+    tmp = tmp_path_factory.mktemp("trouble")
+    suite = write_suite(tmp / "trouble.yaml", TROUBLE)
+    results = tmp / "results"
+    result = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS)
+    store = Store.open(results)
+    runs = {r["model_label"]: r for r in store.runs()}
+    return result, store, runs, suite, results
+
+
+def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
+    result, store, runs, _, _ = trouble
+    run = runs["hangs"]
+    trials = store.trials([run["id"]])
+    assert [t["status"] for t in trials] == ["ok", "ok", "timeout"]
+    assert "killed by the runner" in trials[2]["error"]
+    # measured from the recorded timestamps: within max(2 s, 5 %) of the budget
+    assert run["finished_at"] - run["started_at"] <= run["budget_s"] + allowed_overshoot(run["budget_s"])
+    assert run["finished_at"] - run["started_at"] >= run["budget_s"]
+    # the best configuration found before the hang is still evaluated on test, in a fresh process
+    assert run["status"] == "ok" and run["stop_reason"] == "killed" and run["test_score"] is not None
+    assert run["best_trial"] in (0, 1)
+
+
+def test_a_crashed_search_process_is_recorded_as_failed_with_the_reason(trouble):
+    _, store, runs, _, _ = trouble
+    run = runs["crashes"]
+    assert run["status"] == "failed" and "SIGKILL" in run["error"] and "out of memory" in run["error"]
+    statuses = [t["status"] for t in store.trials([run["id"]])]
+    assert statuses == ["ok", "failed"]
+
+
+def test_a_search_where_every_trial_fails_is_failed_and_the_suite_goes_on(trouble):
+    result, store, runs, _, _ = trouble
+    run = runs["never_works"]
+    assert run["status"] == "failed" and "no trial finished with a validation score" in run["error"]
+    assert len(store.trials([run["id"]])) >= 2 and {t["status"] for t in store.trials([run["id"]])} == {"failed"}
+    assert result.returncode == 1 and "2 search(es) failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_second_run_skips_finished_and_failed_searches_and_rerun_failed_retries(trouble):
+    _, store, runs, suite, results = trouble
+    before = len(store.runs())
+    again = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS)
+    assert again.stderr.count("skip") == 3 and len(store.runs()) == before
+    retry = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS,
+                      "--rerun-failed", "--budget", "6s")
+    retried = [r for r in store.runs() if r["id"] > max(r["id"] for r in runs.values())]
+    assert sorted(r["model_label"] for r in retried) == ["crashes", "never_works"]
+    assert retry.stderr.count("skip") == 1
+
+
+def test_kill_9_of_the_runner_loses_only_the_trial_in_flight(tmp_path):
+    suite = write_suite(tmp_path / "long.yaml", """
+name: long
+budget: 8s
+max_epochs: 2
+datasets: [digits]
+model_families: [{scripted: {then: slow, batch_sleep: 0.01}}]
+strategies: [random]
+""")
+    results = tmp_path / "results"
+    runner = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(results),
+                               "--plugin", TESTING_PLUGINS], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    db = results / "tunebench.db"
+    deadline = time.time() + 60
+    finished: list[dict] = []
+    while time.time() < deadline:
+        if db.exists():
+            store = Store.open(results)
+            finished = [t for t in store.trials() if t["status"] == "ok"]
+            if len(finished) >= 2:
+                break
+        time.sleep(0.2)
+    assert len(finished) >= 2, "the search never got going"
+    child = store.runs()[0]["pid"]
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    for _ in range(50):  # the child notices its parent is gone and dies with it
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the search's child process outlived the killed runner")
+    snapshot = {t["id"]: t for t in store.trials() if t["status"] == "ok"}
+    assert len(snapshot) >= 2
+
+    result = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS)
+    assert result.returncode == 0, result.stderr
+    first, second = store.runs()
+    assert first["status"] == "interrupted" and second["status"] == "ok"
+    old = store.trials([first["id"]])
+    for t in old:
+        if t["id"] in snapshot:
+            assert t == snapshot[t["id"]]  # every finished trial survived unchanged
+    assert len([t for t in old if t["status"] != "ok"]) <= 1  # at most the one in flight
+    assert all(t["status"] in ("ok", "interrupted") for t in old)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from harness import ModelFamily, hookimpl
+from harness.errors import SuiteError
+from harness.plugins import load_plugins
+from harness.suite import load_suite, parse_suite
+from tests.conftest import ROOT, tunebench, write_suite
+
+GOOD = {"budget": "30s", "seeds": 2, "datasets": ["digits"], "model_families": ["mlp", "scratch_cnn"],
+        "strategies": ["random", {"optuna_tpe": {"n_startup_trials": 3}}]}
+
+
+def test_the_smoke_suite_expands_to_one_search_per_combination(catalog):
+    suite = load_suite(ROOT / "benchmarks" / "smoke.yaml", catalog)
+    searches = suite.searches()
+    assert len(searches) == 1 * 2 * 2 * 2
+    assert len({s.key for s in searches}) == len(searches)
+    assert load_suite(ROOT / "benchmarks" / "smoke.yaml", catalog).searches()[3].key == searches[3].key
+
+
+def test_defaults_are_resolved_into_the_search_identity(catalog):
+    explicit = dict(GOOD, strategies=[{"random": {"max_trials": None}}])
+    implicit = dict(GOOD, strategies=["random"])
+    assert ([s.key for s in parse_suite(explicit, catalog).searches()]
+            == [s.key for s in parse_suite(implicit, catalog).searches()])
+    suite = parse_suite(dict(GOOD), catalog)
+    assert dict(suite.strategies[1].options) == {"max_trials": None, "n_startup_trials": 3, "multivariate": False}
+
+
+def test_every_problem_is_reported_at_once(catalog):
+    bad = {
+        "budget": "fast", "seeds": [0, 0], "max_epochs": 0, "bugdet": 3,
+        "datasets": ["digit", {"digits": {"sise": 16}}],
+        "model_families": ["mlp", {"mlp": {"as": "mlp"}}],
+        "strategies": [{"optuna_tpe": {"n_startup_trials": "many"}}],
+    }
+    with pytest.raises(SuiteError) as err:
+        parse_suite(bad, catalog)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    assert "unknown key 'bugdet' (did you mean 'budget'?)" in text
+    assert "'budget': 'fast' is not a duration" in text
+    assert "'seeds' has duplicates" in text
+    assert "'max_epochs' must be a positive integer" in text
+    assert "unknown dataset 'digit'. Did you mean 'digits'?" in text
+    assert "unknown option 'sise' (did you mean 'size'?)" in text
+    assert "repeats model_families[0]" in text
+    assert "option 'n_startup_trials' must be an integer" in text
+    assert len(problems) == 8
+
+
+def test_labels_distinguish_variants_of_one_family(catalog):
+    suite = parse_suite(dict(GOOD, model_families=["mlp", {"mlp": {"as": "mlp_wide", "params": {"units": 1024}}}]),
+                        catalog)
+    assert [e.label for e in suite.model_families] == ["mlp", "mlp_wide"]
+    with pytest.raises(SuiteError, match="label 'mlp' is used twice"):
+        parse_suite(dict(GOOD, model_families=["mlp", {"scratch_cnn": {"as": "mlp"}}]), catalog)
+
+
+def test_an_impossible_pairing_is_rejected_up_front():
+    class NeedsBigImages(ModelFamily):
+        name = "needs_big"
+        min_input_size = 32
+
+        def build(self, hp, spec):  # pragma: no cover - never built
+            raise AssertionError
+
+    catalog = load_plugins([SimpleNamespace(tunebench_register_model_families=hookimpl(
+        lambda registry: registry.add(NeedsBigImages)))])
+    with pytest.raises(SuiteError, match="needs images of at least 32 px"):
+        parse_suite(dict(GOOD, model_families=["needs_big"]), catalog)
+    assert parse_suite(dict(GOOD, model_families=["needs_big"], datasets=[{"digits": {"size": 32}}]), catalog)
+
+
+def test_budget_override(catalog):
+    assert parse_suite(dict(GOOD), catalog, budget="1m").budget_s == 60
+    with pytest.raises(SuiteError, match="'--budget'"):
+        parse_suite(dict(GOOD), catalog, budget="soon")
+
+
+def test_yaml_errors_give_the_line(tmp_path, catalog):
+    path = write_suite(tmp_path / "broken.yaml", "budget: 10s\ndatasets: [digits\nstrategies: [random]\n")
+    with pytest.raises(SuiteError, match="not valid YAML at line"):
+        load_suite(path, catalog)
+
+
+def test_cli_reports_a_bad_suite_without_traceback_and_exits_2(tmp_path):
+    path = write_suite(tmp_path / "bad.yaml", "budget: 2x\ndatasets: [mnist_typo]\nmodel_families: [mlp]\n"
+                                              "strategies: [{random: {max_trails: 3}}]\n")
+    for command in ("run", "validate"):
+        result = tunebench(command, str(path), "--results", str(tmp_path / "r")) if command == "run" \
+            else tunebench(command, str(path))
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert "problems" in result.stderr
+        for expected in ("'budget'", "unknown dataset 'mnist_typo'", "unknown option 'max_trails' (did you mean 'max_trials'?)"):
+            assert expected in result.stderr
+    assert not (tmp_path / "r").exists()  # nothing was created, nothing trained
+
+
+def test_missing_suite_file(tmp_path):
+    result = tunebench("run", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr

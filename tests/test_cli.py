@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, tunebench
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--format", "json"]])
+def test_help_and_plugins_never_import_keras_or_tensorflow(args):
+    code = ("import atexit, sys\n"
+            "def report():\n"
+            "    heavy = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'torch', 'jax', 'optuna')]\n"
+            "    print('HEAVY', heavy, file=sys.stderr)\n"
+            "atexit.register(report)\n"
+            "from harness.cli import main\n"
+            "sys.exit(main(%r))\n") % (args,)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY []" in result.stderr, result.stderr[-500:]
+
+
+def test_plugins_json_lists_every_builtin_with_its_package():
+    rows = json.loads(tunebench("plugins", "--format", "json").stdout)
+    names = {(r["kind"], r["name"]) for r in rows}
+    assert {("dataset", "digits"), ("model family", "mlp"), ("model family", "scratch_cnn"),
+            ("search strategy", "random"), ("search strategy", "optuna_tpe")} <= names
+    assert all(r["package"] and r["summary"] for r in rows)
+
+
+def test_reading_a_results_dir_without_a_store_says_what_to_do(tmp_path):
+    for command in ("leaderboard", "runs", "trials"):
+        result = tunebench(command, "--results", str(tmp_path / "empty"))
+        assert result.returncode == 1
+        assert "no results store" in result.stderr and "tunebench run SUITE" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_no_command_prints_help_and_exits_2():
+    result = tunebench()
+    assert result.returncode == 2 and "usage: tunebench" in result.stdout
+
+
+def test_unknown_plugin_module_is_a_clear_error(tmp_path):
+    result = tunebench("plugins", "--plugin", "not_a_module_anywhere")
+    assert result.returncode == 2 and "not_a_module_anywhere" in result.stderr and "Traceback" not in result.stderr
