@@ -29,7 +29,7 @@ from harness.options import Option
 from harness.plugins import Registry, hookimpl
 from harness.space import (DefaultHyperParameters, FixedHyperParameters, HyperParameters,
                            KerasTunerHyperParameters, OptunaHyperParameters, Param,
-                           RandomHyperParameters)
+                           RandomHyperParameters, as_keras_tuner)
 from harness.strategies import SearchContext, SearchStrategy, TrialRecord
 
 __all__ = [
@@ -37,6 +37,6 @@ __all__ = [
     "DefaultHyperParameters", "FixedHyperParameters", "HyperParameters", "KerasTunerHyperParameters",
     "MissingDependencyError", "ModelFamily", "Option", "OptunaHyperParameters", "Param",
     "RandomHyperParameters", "Registry", "SearchContext", "SearchStrategy", "Splits", "TrainingSettings",
-    "TrialPruned", "TrialRecord", "TunebenchError", "allowed_overshoot", "hookimpl", "make_optimizer",
+    "TrialPruned", "TrialRecord", "TunebenchError", "allowed_overshoot", "as_keras_tuner", "hookimpl", "make_optimizer",
     "output_layer", "parse_duration", "require", "scaled_inputs", "split_arrays",
 ]

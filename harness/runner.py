@@ -186,7 +186,8 @@ class Runner:
                 model_family=PluginCall(search.model_family.name, dict(search.model_family.options)),
                 strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
                 seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
-                max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins)
+                max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
+                search_key=search.key)
             args = [str(Path(artifact_dir) / "job.json")]
         else:
             job = finalize_job

@@ -299,3 +299,45 @@ class KerasTunerHyperParameters(HyperParameters):
         if param.kind == "boolean":
             return bool(hp.Boolean(param.name, default=bool(param.default)))
         return hp.Choice(param.name, list(param.values), default=param.default)  # type: ignore[arg-type]
+
+
+def as_keras_tuner(hp: HyperParameters) -> Any:
+    """A `keras_tuner.HyperParameters` view of `hp`, for code written against KerasTuner.
+
+    Declarations made through it (including AutoKeras's and any KerasTuner `HyperModel`'s, with
+    their name scopes and conditional scopes) become declarations of `hp`, so every strategy
+    (random, Optuna, KerasTuner, grid) drives them and pins apply. `Fixed` values are constants.
+    """
+    import keras_tuner as kt
+
+    class _Bridge(kt.HyperParameters):
+        def _retrieve(self, param: Any) -> Any:
+            if self._exists(param.name, param.conditions):
+                return self.values[param.name] if self.is_active(param) else None
+            self._register(param)
+            if not self.is_active(param):
+                return None
+            value = _declare_kt(hp, param)
+            self.values[param.name] = value
+            return value
+
+    return _Bridge()
+
+
+def _declare_kt(hp: HyperParameters, p: Any) -> Any:
+    kind = type(p).__name__
+    log = getattr(p, "sampling", "linear") == "log"
+    if kind == "Fixed":
+        return p.value
+    if kind == "Boolean":
+        return hp.Boolean(p.name, default=bool(p.default))
+    if kind == "Choice":
+        return hp.Choice(p.name, list(p.values), default=p.default)
+    if kind == "Int":
+        step = None if log else (p.step or 1)
+        return hp.Int(p.name, int(p.min_value), int(p.max_value), step=int(step or 1), log=log,
+                      default=p.default)
+    if kind == "Float":
+        return hp.Float(p.name, p.min_value, p.max_value, step=None if log else p.step, log=log,
+                        default=p.default)
+    raise SpaceError(f"KerasTuner hyperparameter type {kind} ('{p.name}') is not supported")

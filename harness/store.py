@@ -79,6 +79,7 @@ trials = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("best_epoch", sa.Integer),
     sa.Column("epochs_done", sa.Integer, default=0),
+    sa.Column("epoch_budget", sa.Integer),
     sa.Column("param_count", sa.Integer),
     sa.Column("metrics", sa.JSON),
     sa.Column("timings", sa.JSON),

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.options import Configurable, Option
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.budget import Budget
     from harness.datasets import DataSpec
-    from harness.space import HyperParameters
+    from harness.space import HyperParameters, Param
 
 #: Trial statuses. `ok` and `timeout` trials have real validation scores and can be selected.
 OK, FAILED, PRUNED, TIMEOUT, NAN, RUNNING, INTERRUPTED = (
@@ -48,6 +50,9 @@ class TrialRecord:
     param_count: int | None = None
     epochs: int = 0
     timings: Mapping[str, float] = field(default_factory=dict)
+    #: The epochs this trial was allowed (its `epochs` hyperparameter, a strategy's override such as
+    #: Hyperband's, capped by the suite); `epochs` is how many it completed.
+    epoch_budget: int | None = None
 
     @property
     def selectable(self) -> bool:
@@ -65,6 +70,10 @@ class SearchContext(ABC):
     direction: str = "max"
     #: The suite's cap on epochs per trial, or None.
     max_epochs: int | None = None
+    #: A scratch directory for this search under the run's results folder (oracle state, caches).
+    workdir: Path
+    #: The search's stable identity across invocations (e.g. to name a shared Optuna study).
+    search_key: str = ""
 
     @property
     @abstractmethod
@@ -76,6 +85,15 @@ class SearchContext(ABC):
         """The selectable trial with the highest score so far."""
         scored = [t for t in self.trials if t.selectable]
         return max(scored, key=lambda t: t.score) if scored else None  # type: ignore[arg-type, return-value]
+
+    @abstractmethod
+    def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
+        """Declare the model family's hyperparameters through `hp` without training anything.
+
+        Builds the model once (as KerasTuner does to discover a define-by-run space) and returns
+        the declarations made with `hp`'s answers (defaults when `hp` is None). The time counts
+        against the search's budget.
+        """
 
     @abstractmethod
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
@@ -102,6 +120,9 @@ class SearchStrategy(Configurable):
 
     #: Whether a fixed seed gives the same sequence of proposed configurations.
     deterministic: ClassVar[bool] = True
+    #: A model family this strategy can only be paired with (its own search space), or None.
+    #: The suite pairs the strategy with that family alone, adding it if the suite does not list it.
+    model_family: ClassVar[str | None] = None
 
     common_options: ClassVar[dict[str, Option]] = {
         "max_trials": Option(int, None, "stop after this many trials (default: when the budget ends)",

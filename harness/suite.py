@@ -49,6 +49,8 @@ class Entry:
     name: str
     options: Mapping[str, Any]
     label: str
+    #: For a strategy: the only model family it pairs with (e.g. autokeras), or None.
+    requires: str | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "options": dict(self.options)}
@@ -94,10 +96,19 @@ class Suite:
     model_families: tuple[Entry, ...]
     strategies: tuple[Entry, ...]
     description: str = ""
+    #: Families added because a strategy requires them and the suite did not list them.
+    implied_families: tuple[Entry, ...] = ()
+
+    def families_for(self, strategy: Entry) -> list[Entry]:
+        """The model families a strategy is paired with."""
+        if strategy.requires is None:
+            return list(self.model_families)
+        listed = [m for m in self.model_families if m.name == strategy.requires]
+        return listed or [m for m in self.implied_families if m.name == strategy.requires]
 
     def searches(self) -> list[Search]:
         return [Search(self.name, d, m, s, seed, self.budget_s, self.trial_budget_s, self.max_epochs)
-                for d in self.datasets for m in self.model_families for s in self.strategies
+                for d in self.datasets for s in self.strategies for m in self.families_for(s)
                 for seed in self.seeds]
 
 
@@ -156,6 +167,15 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     datasets = _entries(raw, "datasets", catalog.datasets, problems)
     families = _entries(raw, "model_families", catalog.model_families, problems)
     strategies = _entries(raw, "strategies", catalog.strategies, problems)
+    implied = []
+    for entry, _ in strategies:
+        if entry.requires and entry.requires not in {e.name for e, _ in families + implied}:
+            if entry.requires not in catalog.model_families:
+                problems.append(f"strategy '{entry.label}' needs the model family '{entry.requires}', "
+                                f"which is not installed")
+                continue
+            instance = catalog.model_families.get(entry.requires)()
+            implied.append((Entry(entry.requires, dict(instance.options), entry.requires), instance))
 
     # Data availability and pairings, for the entries that are valid so far.
     specs = {}
@@ -166,7 +186,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
             specs[entry.label] = instance.spec
         except Exception as exc:  # a spec needs metadata that may be missing
             problems.append(f"dataset '{entry.label}': {exc}")
-    for entry, instance in families:
+    for entry, instance in families + implied:
         for dataset_label, spec in specs.items():
             for problem in instance.check(spec):
                 problems.append(f"{problem} (pairing {entry.label} with dataset '{dataset_label}')")
@@ -177,7 +197,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,  # type: ignore[arg-type]
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
-                 description=str(raw.get("description", "")))
+                 description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied))
 
 
 def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> float | None:
@@ -242,7 +262,8 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
         except OptionsError as exc:
             problems.extend(f"{where} '{label}': {p}" for p in exc.problems)
             continue
-        entry = Entry(name=name, options=dict(instance.options), label=label)
+        entry = Entry(name=name, options=dict(instance.options), label=label,
+                      requires=getattr(type(instance), "model_family", None))
         identity = json.dumps(entry.identity(), sort_keys=True, default=str)
         if identity in identities:
             problems.append(f"{where} '{label}' repeats {section}[{identities[identity]}] with the same options")

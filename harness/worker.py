@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from harness.budget import Budget
 from harness.errors import BudgetExhausted, SpaceError, TrialPruned, TunebenchError
 from harness.models import objective_for
-from harness.space import FixedHyperParameters, HyperParameters
+from harness.space import DefaultHyperParameters, FixedHyperParameters, HyperParameters, Param
 from harness.store import Store
 from harness.strategies import (FAILED, NAN, OK, PRUNED, SELECTABLE, TIMEOUT, EpochReport,
                                 SearchContext, TrialRecord)
@@ -68,6 +68,7 @@ class SearchJob:
     max_epochs: int | None = None
     verbose: bool = False
     plugins: tuple[str, ...] = ()
+    search_key: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -125,6 +126,8 @@ class TrialContext(SearchContext):
         self.objective = objective_for(data.spec.task)
         self.max_epochs = job.max_epochs
         self.pins = dict(family.options.get("params") or {})
+        self.search_key = job.search_key or f"run-{job.run_id}"
+        self.workdir = Path(job.artifact_dir) / "strategy"
         self._trials: list[TrialRecord] = []
         self._best_score: float | None = None
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
@@ -132,6 +135,18 @@ class TrialContext(SearchContext):
     @property
     def trials(self) -> tuple[TrialRecord, ...]:
         return tuple(self._trials)
+
+    def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
+        from harness import training
+
+        hp = (hp or DefaultHyperParameters()).pin(self.pins)
+        try:
+            model = self.family.build(hp, self.spec)
+            self.family.training(hp, self.spec, self.max_epochs)
+            training.release(model)
+        except Exception:  # the first trial will meet, and record, the same error
+            traceback.print_exc()
+        return hp.params
 
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
                   report: EpochReport | None = None) -> TrialRecord:
@@ -153,7 +168,7 @@ class TrialContext(SearchContext):
                 report(epoch, metrics)
 
         status, error, error_kind = OK, None, None
-        model, callback, param_count = None, None, None
+        model, callback, param_count, epoch_budget = None, None, None, None
         timings: dict[str, float] = {}
         fatal: Exception | None = None
         try:
@@ -167,6 +182,7 @@ class TrialContext(SearchContext):
                 settings = dataclasses.replace(settings, epochs=int(epochs))
             if self.max_epochs is not None:
                 settings = dataclasses.replace(settings, epochs=min(settings.epochs, self.max_epochs))
+            epoch_budget = settings.epochs
             unused = hp.unused_pins()
             if unused:
                 declared = ", ".join(hp.params) or "none"
@@ -212,14 +228,15 @@ class TrialContext(SearchContext):
             trial_id, status=status, error=error, error_kind=error_kind, params=params,
             finished_at=finished_wall, score=score,
             best_epoch=callback.best_epoch if callback is not None else None,
-            epochs_done=len(history), param_count=param_count,
+            epochs_done=len(history), epoch_budget=epoch_budget, param_count=param_count,
             metrics=history[-1] if history else None, timings=timings)
         if improved:
             self.store.update_run(self.job.run_id, best_trial=number, best_val=score,
                                   best_params=params, best_param_count=param_count)
         record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
                              error=error, duration=finished_wall - started_wall,
-                             param_count=param_count, epochs=len(history), timings=timings)
+                             param_count=param_count, epochs=len(history), timings=timings,
+                             epoch_budget=epoch_budget)
         self._trials.append(record)
         self.events.send("trial", number=number, status=status, score=score, best=self._best_score)
         if model is not None:
@@ -360,6 +377,8 @@ def versions() -> dict[str, str]:
             found[name] = md.version(name)
         except md.PackageNotFoundError:
             continue
+    if "tensorflow" not in found and "tensorflow-cpu" in found:  # one key, whichever build is installed
+        found["tensorflow"] = found["tensorflow-cpu"]
     return found
 
 

@@ -1,26 +1,63 @@
-"""Optuna samplers driven trial by trial (ask/tell), so the harness keeps the clock."""
+"""Optuna samplers and pruners, driven trial by trial (ask/tell), so the harness keeps the clock.
+
+Optuna checks its own timeout only between trials; here every trial runs under the search's
+deadline instead. Validation metrics are reported to the pruner after every epoch, and a pruned
+trial is recorded as `pruned` with its partial learning curve. The study lives in memory unless
+`storage` names a database (an SQLAlchemy URL), so that several workers can share one study.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 
-from harness import Option, OptunaHyperParameters, SearchStrategy, hookimpl, require
+from harness import Option, OptunaHyperParameters, SearchStrategy, TrialPruned, hookimpl, require
+
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
 
 
 class OptunaSearch(SearchStrategy):
-    """Base for Optuna strategies: a study driven with ask/tell, one harness trial per Optuna trial."""
+    """Base for Optuna strategies: one harness trial per Optuna trial."""
+
+    common_options = {
+        **SearchStrategy.common_options,
+        "pruner": Option(str, "none", "stop unpromising trials early", choices=PRUNERS),
+        "storage": Option(str, None, "database URL for the study (default: in memory)"),
+        "study_name": Option(str, None, "study name in the storage (default: from the search's identity)"),
+    }
 
     @abstractmethod
     def make_sampler(self, optuna, seed):
         """The `optuna.samplers.BaseSampler` to use, seeded with the search's seed."""
 
+    def make_pruner(self, optuna, ctx):
+        kind = self.options["pruner"]
+        if kind == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        if kind == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner()
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=ctx.max_epochs or "auto")
+        return optuna.pruners.NopPruner()
+
     def search(self, ctx):
-        optuna = require("optuna", extra="optuna", purpose=f"strategy '{self.name}'")
+        optuna = require("optuna", extra="dev", purpose=f"strategy '{self.name}'")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, ctx.seed))
+        study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, ctx.seed),
+                                    pruner=self.make_pruner(optuna, ctx), storage=self.options["storage"],
+                                    study_name=self.options["study_name"] or f"tunebench-{ctx.search_key}",
+                                    load_if_exists=True)
         for _ in self.trial_numbers():
             trial = study.ask()
-            record = ctx.run_trial(OptunaHyperParameters(trial))
+
+            def report(epoch, metrics, trial=trial):
+                value = metrics.get(ctx.objective)
+                if value is None:
+                    return
+                trial.report(value, step=epoch)
+                if trial.should_prune():
+                    raise TrialPruned()
+
+            record = ctx.run_trial(OptunaHyperParameters(trial), report=report)
             if record.selectable:
                 study.tell(trial, record.score)
             elif record.status == "pruned":
@@ -43,6 +80,43 @@ class OptunaTPE(OptunaSearch):
                                           multivariate=self.options["multivariate"])
 
 
+class OptunaRandom(OptunaSearch):
+    """Optuna's RandomSampler, seeded."""
+
+    name = "optuna_random"
+
+    def make_sampler(self, optuna, seed):
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+class OptunaCmaEs(OptunaSearch):
+    """Optuna's CMA-ES sampler for numeric hyperparameters (categoricals sampled independently)."""
+
+    name = "optuna_cmaes"
+    options_schema = {
+        "n_startup_trials": Option(int, 1, "random trials before CMA-ES takes over", minimum=0),
+    }
+
+    def make_sampler(self, optuna, seed):
+        require("cmaes", extra="dev", purpose="strategy 'optuna_cmaes' (Optuna's CmaEsSampler)")
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=self.options["n_startup_trials"],
+                                            warn_independent_sampling=False)
+
+
+class OptunaGP(OptunaSearch):
+    """Optuna's Gaussian-process Bayesian optimisation (GPSampler; needs PyTorch)."""
+
+    name = "optuna_gp"
+    options_schema = {
+        "n_startup_trials": Option(int, 4, "random trials before the Gaussian process takes over", minimum=0),
+    }
+
+    def make_sampler(self, optuna, seed):
+        require("torch", extra="torch", purpose="strategy 'optuna_gp' (Optuna's GPSampler)")
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.options["n_startup_trials"])
+
+
 @hookimpl
 def tunebench_register_search_strategies(registry):
-    registry.add(OptunaTPE)
+    for cls in (OptunaTPE, OptunaRandom, OptunaCmaEs, OptunaGP):
+        registry.add(cls)

@@ -60,7 +60,9 @@ def test_the_selected_configuration_is_the_best_on_validation_and_is_tested_once
     assert run["best_params"] == best["params"]
     assert set(run["test_metrics"]) == {"accuracy", "loss"}
     assert run["test_score"] == run["test_metrics"]["accuracy"]
-    assert run["split_fingerprint"] and run["backend"] and run["versions"]["keras"]
+    assert run["split_fingerprint"] and run["backend"] == "tensorflow"
+    assert {"python", "keras", "tensorflow", "keras-tuner", "autokeras", "optuna", "tunebench"} <= set(run["versions"])
+    assert run["hardware"]["cpu"] and run["hardware"]["cpu_count"] and run["host"]
     assert [e["event"] for e in events.sent].count("search_done") == 1
 
 

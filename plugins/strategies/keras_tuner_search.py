@@ -1,0 +1,103 @@
+"""KerasTuner's oracles, driven trial by trial by the harness.
+
+KerasTuner has no time budget: here the harness owns the loop. It asks the oracle for a trial
+(`create_trial`), runs it under the search's deadline, and reports the result (`update_trial`,
+`end_trial`). Hyperband's per-trial epoch budget (`tuner/epochs`) becomes the trial's epoch count;
+trials start from scratch rather than from a checkpoint of the previous round. Oracle state lives
+under the run's results folder and is removed at the end unless `keep_trial_dirs` is set.
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import abstractmethod
+
+from harness import KerasTunerHyperParameters, Option, SearchStrategy, hookimpl, require
+
+UNLIMITED = 10**6
+
+
+class KerasTunerSearch(SearchStrategy):
+    """Base for strategies backed by a KerasTuner oracle."""
+
+    common_options = {
+        **SearchStrategy.common_options,
+        "keep_trial_dirs": Option(bool, False, "keep KerasTuner's oracle and trial files after the search"),
+    }
+
+    @abstractmethod
+    def make_oracle(self, kt, objective, seed, ctx):
+        """The `keras_tuner.Oracle` to drive."""
+
+    def search(self, ctx):
+        kt = require("keras_tuner", extra="dev", purpose=f"strategy '{self.name}'")
+        oracle = self.make_oracle(kt, kt.Objective(ctx.objective, direction="max"), ctx.seed, ctx)
+        oracle.max_consecutive_failed_trials = UNLIMITED  # the harness records failures; never abort
+        oracle._display.verbose = 0
+        workdir = ctx.workdir / "keras_tuner"
+        oracle._set_project_dir(str(workdir), "oracle")
+        # Like KerasTuner's own Tuner: build once to learn the define-by-run space, so the oracle
+        # samples every hyperparameter from its first trial on (Hyperband stops on an empty space).
+        ctx.space(KerasTunerHyperParameters(oracle.hyperparameters))
+        try:
+            for _ in self.trial_numbers():
+                trial = oracle.create_trial("tunebench")
+                if trial.status != "RUNNING":  # STOPPED: the oracle has nothing more to try
+                    return
+                epochs = trial.hyperparameters.values.get("tuner/epochs")
+                record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs)
+                if record.selectable:
+                    oracle.update_trial(trial.trial_id, {ctx.objective: record.score}, step=record.epochs)
+                    trial.status = "COMPLETED"
+                else:
+                    trial.status, trial.message = "FAILED", record.error or record.status
+                oracle.end_trial(trial)
+        finally:
+            if not self.options["keep_trial_dirs"]:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+class KTRandom(KerasTunerSearch):
+    """KerasTuner's RandomSearch oracle."""
+
+    name = "kt_random"
+
+    def make_oracle(self, kt, objective, seed, ctx):
+        return kt.oracles.RandomSearchOracle(objective=objective, max_trials=UNLIMITED, seed=seed + 1)
+
+
+class KTBayesian(KerasTunerSearch):
+    """KerasTuner's Gaussian-process Bayesian optimisation oracle."""
+
+    name = "kt_bayesian"
+    options_schema = {
+        "num_initial_points": Option(int, 4, "random trials before the Gaussian process takes over", minimum=1),
+    }
+
+    def make_oracle(self, kt, objective, seed, ctx):
+        return kt.oracles.BayesianOptimizationOracle(objective=objective, max_trials=UNLIMITED, seed=seed + 1,
+                                                     num_initial_points=self.options["num_initial_points"])
+
+
+class KTHyperband(KerasTunerSearch):
+    """KerasTuner's Hyperband oracle: successive halving over epoch budgets."""
+
+    name = "kt_hyperband"
+    options_schema = {
+        "max_epochs": Option(int, None, "largest epoch budget of a trial (default: the suite's max_epochs, or 10)",
+                             minimum=1),
+        "factor": Option(int, 3, "reduction factor between rounds", minimum=2),
+        "hyperband_iterations": Option(int, 1, "how many times to run the whole Hyperband schedule", minimum=1),
+    }
+
+    def make_oracle(self, kt, objective, seed, ctx):
+        max_epochs = self.options["max_epochs"] or ctx.max_epochs or 10
+        return kt.oracles.HyperbandOracle(objective=objective, max_epochs=max_epochs, factor=self.options["factor"],
+                                          hyperband_iterations=self.options["hyperband_iterations"], seed=seed + 1)
+
+
+@hookimpl
+def tunebench_register_search_strategies(registry):
+    registry.add(KTRandom)
+    registry.add(KTBayesian)
+    registry.add(KTHyperband)

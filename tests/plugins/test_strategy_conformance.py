@@ -1,0 +1,52 @@
+"""Every built-in strategy passes the shipped conformance suite."""
+
+from __future__ import annotations
+
+from harness.testing.conformance import StrategyConformance
+
+
+class TestRandom(StrategyConformance):
+    strategy = "random"
+
+
+class TestGrid(StrategyConformance):
+    strategy = "grid"
+    options = {"grid": {"units": [4, 8, 16, 32, 64], "epochs": [1, 2]}}
+
+
+class TestOptunaTPE(StrategyConformance):
+    strategy = "optuna_tpe"
+    options = {"n_startup_trials": 2}
+
+
+class TestOptunaRandomWithPruner(StrategyConformance):
+    strategy = "optuna_random"
+    options = {"pruner": "median"}
+
+
+class TestOptunaCmaEs(StrategyConformance):
+    strategy = "optuna_cmaes"
+
+
+class TestOptunaGP(StrategyConformance):
+    strategy = "optuna_gp"
+    options = {"n_startup_trials": 2}
+
+
+class TestKTRandom(StrategyConformance):
+    strategy = "kt_random"
+
+
+class TestKTBayesian(StrategyConformance):
+    strategy = "kt_bayesian"
+    options = {"num_initial_points": 2}
+
+
+class TestKTHyperband(StrategyConformance):
+    strategy = "kt_hyperband"
+    options = {"max_epochs": 2, "hyperband_iterations": 3}
+
+
+class TestAutoKeras(StrategyConformance):
+    strategy = "autokeras"
+    options = {"tuner": "random"}
