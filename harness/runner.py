@@ -379,7 +379,10 @@ class Progress:
         if not self.tty or not active:
             return
         text = "  ||  ".join(self.line(a, total) for a in active)
-        width = os.get_terminal_size(self.out.fileno()).columns if self.tty else 200
+        try:
+            width = os.get_terminal_size(self.out.fileno()).columns
+        except (OSError, ValueError):
+            width = 120
         self.out.write("\r\x1b[K" + text[: max(20, width - 1)])
         self.out.flush()
         self._shown = True

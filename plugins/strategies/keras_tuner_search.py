@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from abc import abstractmethod
 
-from harness import KerasTunerHyperParameters, Option, SearchStrategy, hookimpl, require
+from harness import BudgetExhausted, KerasTunerHyperParameters, Option, SearchStrategy, hookimpl, require
 
 UNLIMITED = 10**6
 
@@ -45,7 +45,12 @@ class KerasTunerSearch(SearchStrategy):
                 if trial.status != "RUNNING":  # STOPPED: the oracle has nothing more to try
                     return
                 epochs = trial.hyperparameters.values.get("tuner/epochs")
-                record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs)
+                try:
+                    record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs)
+                except BudgetExhausted:
+                    trial.status, trial.message = "FAILED", "not run: the search's budget was spent"
+                    oracle.end_trial(trial)
+                    raise
                 if record.selectable:
                     oracle.update_trial(trial.trial_id, {ctx.objective: record.score}, step=record.epochs)
                     trial.status = "COMPLETED"

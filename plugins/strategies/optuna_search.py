@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from harness import Option, OptunaHyperParameters, SearchStrategy, TrialPruned, hookimpl, require
+from harness import (BudgetExhausted, Option, OptunaHyperParameters, SearchStrategy, TrialPruned,
+                     hookimpl, require)
 
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 
@@ -57,7 +58,12 @@ class OptunaSearch(SearchStrategy):
                 if trial.should_prune():
                     raise TrialPruned()
 
-            record = ctx.run_trial(OptunaHyperParameters(trial), report=report)
+            try:
+                record = ctx.run_trial(OptunaHyperParameters(trial), report=report)
+            except BudgetExhausted:
+                # The trial was asked for but never ran: close it, or a shared study keeps it RUNNING.
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
             if record.selectable:
                 study.tell(trial, record.score)
             elif record.status == "pruned":

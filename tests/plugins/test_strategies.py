@@ -4,37 +4,53 @@ from __future__ import annotations
 
 import pytest
 
-from harness import SearchContext, TrialRecord
+from harness import DefaultHyperParameters, SearchContext, TrialRecord
 from harness.budget import Budget
-from harness.errors import BudgetExhausted
-from plugins.strategies.optuna_search import OptunaTPE
+from harness.errors import BudgetExhausted, OptionsError
+from plugins.strategies.grid import GridSearch
+from plugins.strategies.keras_tuner_search import KTBayesian, KTHyperband, KTRandom
+from plugins.strategies.optuna_search import OptunaCmaEs, OptunaRandom, OptunaTPE
 from plugins.strategies.random_search import RandomSearch
 
 
 class FakeContext(SearchContext):
     """Declares a small space and scores it with a known function."""
 
-    def __init__(self, seed, limit=12):
+    objective = "val_accuracy"
+    max_epochs = 3
+
+    def __init__(self, seed, limit=12, workdir=None):
         self.seed, self.budget, self.limit = seed, Budget(3600), limit
+        self.workdir = workdir
+        self.search_key = f"fake-{seed}"
         self._trials: list[TrialRecord] = []
 
     @property
     def trials(self):
         return tuple(self._trials)
 
+    @staticmethod
+    def declare(hp):
+        x = hp.Float("x", -5, 5)
+        kind = hp.Choice("kind", ["a", "b"])
+        return -(x - 1) ** 2 + (0.5 if kind == "b" else 0)
+
+    def space(self, hp=None):
+        hp = hp or DefaultHyperParameters()
+        self.declare(hp)
+        return hp.params
+
     def run_trial(self, hp, *, epochs=None, report=None):
         if len(self._trials) >= self.limit:
             raise BudgetExhausted()
-        x = hp.Float("x", -5, 5)
-        kind = hp.Choice("kind", ["a", "b"])
-        score = -(x - 1) ** 2 + (0.5 if kind == "b" else 0)
-        record = TrialRecord(len(self._trials), "ok", hp.values, score)
+        score = self.declare(hp)
+        record = TrialRecord(len(self._trials), "ok", hp.values, score, epoch_budget=epochs)
         self._trials.append(record)
         return record
 
 
-def proposals(strategy, seed, limit=12):
-    ctx = FakeContext(seed, limit)
+def proposals(strategy, seed, limit=12, workdir=None):
+    ctx = FakeContext(seed, limit, workdir)
     try:
         strategy.search(ctx)
     except BudgetExhausted:
@@ -42,10 +58,58 @@ def proposals(strategy, seed, limit=12):
     return [t.params for t in ctx.trials]
 
 
-@pytest.mark.parametrize("make", [lambda: RandomSearch(), lambda: OptunaTPE(n_startup_trials=4)])
-def test_a_fixed_seed_gives_the_same_sequence_of_configurations(make):
-    assert proposals(make(), 0) == proposals(make(), 0)
-    assert proposals(make(), 0) != proposals(make(), 1)
+@pytest.mark.parametrize("make", [
+    lambda: RandomSearch(), lambda: OptunaTPE(n_startup_trials=4), lambda: OptunaRandom(),
+    lambda: OptunaCmaEs(), lambda: KTRandom(), lambda: KTBayesian(num_initial_points=3),
+    lambda: KTHyperband(max_epochs=3)])
+def test_a_fixed_seed_gives_the_same_sequence_of_configurations(make, tmp_path):
+    assert proposals(make(), 0, workdir=tmp_path / "a") == proposals(make(), 0, workdir=tmp_path / "b")
+    assert proposals(make(), 0, workdir=tmp_path / "c") != proposals(make(), 1, workdir=tmp_path / "d")
+
+
+def test_every_builtin_strategy_states_whether_it_is_deterministic():
+    from harness.plugins import load_plugins
+
+    for info in load_plugins().strategies:
+        assert isinstance(info.cls.deterministic, bool), info.name
+
+
+def test_keras_tuner_hyperband_hands_out_its_epoch_budgets(tmp_path):
+    ctx = FakeContext(0, limit=100, workdir=tmp_path)
+    try:
+        KTHyperband(max_epochs=9).search(ctx)
+    except BudgetExhausted:
+        pass
+    budgets = [t.epoch_budget for t in ctx.trials]
+    assert set(budgets) == {1, 3, 9}  # rounds of successive halving with factor 3
+    assert budgets.count(1) > budgets.count(9)
+
+
+def test_keras_tuner_files_are_removed_unless_kept(tmp_path):
+    proposals(KTRandom(), 0, limit=3, workdir=tmp_path / "clean")
+    assert not (tmp_path / "clean" / "keras_tuner").exists()
+    proposals(KTRandom(keep_trial_dirs=True), 0, limit=3, workdir=tmp_path / "kept")
+    assert (tmp_path / "kept" / "keras_tuner" / "oracle" / "oracle.json").exists()
+
+
+def test_grid_runs_every_combination_in_order():
+    found = proposals(GridSearch(grid={"x": [0.0, 1.0, 2.0], "kind": ["a", "b"]}), 0, limit=100)
+    assert [(p["x"], p["kind"]) for p in found] == [(0.0, "a"), (0.0, "b"), (1.0, "a"), (1.0, "b"),
+                                                    (2.0, "a"), (2.0, "b")]
+    with pytest.raises(OptionsError, match="non-empty list"):
+        GridSearch(grid={"x": []})
+
+
+def test_optuna_storage_keeps_the_study_in_a_database(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    proposals(OptunaTPE(storage=url, n_startup_trials=2), 0, limit=5)
+    study = optuna.load_study(study_name="tunebench-fake-0", storage=url)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 5 and "RUNNING" not in states  # nothing left dangling
+    assert study.best_value == pytest.approx(max(
+        t.value for t in study.trials if t.value is not None))
 
 
 def test_max_trials_is_honoured():

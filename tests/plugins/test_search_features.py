@@ -1,0 +1,84 @@
+"""Pruning, multi-fidelity epoch budgets and AutoKeras, on real (tiny) training runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.budget import allowed_overshoot
+from harness.store import Store
+from harness.testing import run_search
+from tests.conftest import tunebench, write_suite
+
+
+def test_optuna_pruning_records_pruned_trials_with_their_partial_curves(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="optuna_random",
+                                  strategy_options={"pruner": "median"}, budget_s=12, max_epochs=4,
+                                  model_options={"params": {"epochs": 4}}, dataset_options={"limit": 600})
+    trials = store.trials([run_id])
+    pruned = [t for t in trials if t["status"] == "pruned"]
+    assert pruned, [t["status"] for t in trials]
+    epochs = store.epochs([t["id"] for t in pruned])
+    for t in pruned:
+        curve = [e for e in epochs if e["trial_id"] == t["id"]]
+        assert 1 <= len(curve) == t["epochs_done"] < t["epoch_budget"] == 4
+        assert all("val_accuracy" in e["metrics"] for e in curve)
+    assert store.run(run_id)["status"] == "ok"
+
+
+def test_hyperband_trials_carry_their_epoch_budget(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="kt_hyperband",
+                                  strategy_options={"max_epochs": 3}, budget_s=30, max_epochs=3,
+                                  dataset_options={"limit": 600})
+    trials = store.trials([run_id])
+    assert {t["epoch_budget"] for t in trials} == {1, 3}
+    assert all(t["epochs_done"] == t["epoch_budget"] for t in trials if t["status"] == "ok")
+
+
+def test_autokeras_pairs_itself_with_its_family(catalog):
+    from harness.suite import parse_suite
+
+    suite = parse_suite({"budget": "1m", "datasets": ["digits"], "model_families": ["mlp"],
+                         "strategies": ["random", {"autokeras": {"tuner": "greedy"}}]}, catalog)
+    pairs = [(s.model_family.name, s.strategy.name) for s in suite.searches()]
+    assert pairs == [("mlp", "random"), ("autokeras", "autokeras")]
+
+
+def test_an_autokeras_search_finishes_inside_its_budget_and_is_tested(tmp_path):
+    """Two AutoKeras trials on digits; the second architecture (a ResNet) may not finish in time."""
+    suite = write_suite(tmp_path / "ak.yaml", """
+name: ak
+budget: 20s
+max_epochs: 2
+datasets: [digits]
+model_families: [autokeras]
+strategies: [{autokeras: {tuner: greedy, max_trials: 2}}]
+""")
+    result = tunebench("run", str(suite), "--results", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    store = Store.open(tmp_path / "results")
+    (run,) = store.runs()
+    assert run["finished_at"] - run["started_at"] <= run["budget_s"] + allowed_overshoot(run["budget_s"])
+    trials = store.trials([run["id"]])
+    assert 1 <= len(trials) <= 2 and trials[0]["status"] == "ok"
+    assert "image_block_1/block_type" in trials[0]["params"]
+    assert run["status"] == "ok" and 0 < run["test_score"] <= 1
+    board = json.loads(tunebench("leaderboard", "--results", str(tmp_path / "results"), "--format", "json").stdout)
+    assert [(r["model_family"], r["strategy"]) for r in board] == [("autokeras", "autokeras")]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"optuna_tpe": {"pruner": "mean"}}, "option 'pruner' must be one of none, median"),
+    ({"autokeras": {"tuner": "evolution"}}, "option 'tuner' must be one of greedy"),
+    ({"kt_hyperband": {"factr": 3}}, "unknown option 'factr' (did you mean 'factor'?)"),
+    ({"grid": {}}, "option 'grid' must be set"),
+])
+def test_strategy_options_are_checked_up_front(catalog, options, message):
+    from harness.errors import SuiteError
+    from harness.suite import parse_suite
+
+    with pytest.raises(SuiteError) as err:
+        parse_suite({"budget": "1m", "datasets": ["digits"], "model_families": ["mlp"], "strategies": [options]},
+                    catalog)
+    assert message in str(err.value)
