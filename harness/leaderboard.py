@@ -109,7 +109,8 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
             "test acc (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
             "best val": "-" if _nan(r["val_mean"]) else f"{r['val_mean']:.4f}",
             "runs ok/all": f"{r['runs_ok']}/{r['runs']}",
-            "trials ok/failed/timeout": f"{r['trials_ok']}/{r['trials_failed'] + r['trials_nan']}/{r['trials_timeout']}",
+            "trials ok/failed/timeout/pruned": (f"{r['trials_ok']}/{r['trials_failed'] + r['trials_nan']}/"
+                                                f"{r['trials_timeout']}/{r['trials_pruned']}"),
             "time to best": format_duration(None if _nan(r["time_to_best_s"]) else r["time_to_best_s"]),
             "budget used": "-" if _nan(r["budget_used"]) else f"{100 * r['budget_used']:.0f}%",
         })

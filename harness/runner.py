@@ -286,7 +286,9 @@ class Runner:
                                          finished_at=a.killed_at)
             self.store.update_run(run_id, finished_at=a.killed_at, stop_reason="killed",
                                   error=f"search stopped by the runner: {a.killed}")
-            return self._launch(a.search, a.index, finalize_job=a.job)
+            follow_up = self._launch(a.search, a.index, finalize_job=a.job)
+            follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
+            return follow_up
         if a.killed:
             why = a.killed
         else:

@@ -28,7 +28,8 @@ def test_defaults_are_resolved_into_the_search_identity(catalog):
     assert ([s.key for s in parse_suite(explicit, catalog).searches()]
             == [s.key for s in parse_suite(implicit, catalog).searches()])
     suite = parse_suite(dict(GOOD), catalog)
-    assert dict(suite.strategies[1].options) == {"max_trials": None, "n_startup_trials": 3, "multivariate": False}
+    assert dict(suite.strategies[1].options) == {"max_trials": None, "n_startup_trials": 3, "multivariate": False,
+                                                 "pruner": "none", "storage": None, "study_name": None}
 
 
 def test_every_problem_is_reported_at_once(catalog):
