@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 from harness.budget import Budget, allowed_overshoot, parse_duration
 from harness.datasets import ArrayData, Dataset, DataSpec, Splits, split_arrays
+from harness.images import data_dir, load_images, read_idx
 from harness.errors import (BudgetExhausted, DataError, MissingDependencyError, TrialPruned,
                             TunebenchError, require)
 from harness.models import (ModelFamily, TrainingSettings, make_optimizer, output_layer,
@@ -38,5 +39,6 @@ __all__ = [
     "MissingDependencyError", "ModelFamily", "Option", "OptunaHyperParameters", "Param",
     "RandomHyperParameters", "Registry", "SearchContext", "SearchStrategy", "Splits", "TrainingSettings",
     "TrialPruned", "TrialRecord", "TunebenchError", "allowed_overshoot", "as_keras_tuner", "hookimpl", "make_optimizer",
-    "output_layer", "parse_duration", "require", "scaled_inputs", "split_arrays",
+    "data_dir", "load_images", "output_layer", "parse_duration", "read_idx", "require", "scaled_inputs",
+    "split_arrays",
 ]

@@ -40,10 +40,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-p", "--plugin", action="append", default=[], metavar="MODULE",
                        help="also load this plugin module (repeatable), besides installed plugins")
 
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", metavar="DIR",
+                       help="folder where datasets look for local copies (default: $TUNEBENCH_DATA)")
+
     p = sub.add_parser("run", help="run a benchmark suite (resumes if run before)")
     p.add_argument("suite", help="suite YAML file")
     results_args(p)
     plugin_args(p)
+    data_args(p)
     p.add_argument("--budget", metavar="DURATION", help="override the suite's per-search budget, e.g. 30s, 2m")
     p.add_argument("--rerun-failed", action="store_true", help="run again the searches whose last run failed")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="searches to run at once (default 1)")
@@ -52,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a suite file without running it")
     p.add_argument("suite")
     plugin_args(p)
+    data_args(p)
     p.add_argument("--budget", metavar="DURATION")
 
     p = sub.add_parser("leaderboard", help="print the leaderboard of a results store")
@@ -81,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if getattr(args, "data_dir", None):
+        from harness.images import DATA_ENV
+
+        os.environ[DATA_ENV] = str(Path(args.data_dir).resolve())  # the searches' processes inherit it
     try:
         return int(COMMANDS[args.command](args) or 0)
     except TunebenchError as exc:

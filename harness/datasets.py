@@ -38,13 +38,15 @@ class ArrayData:
     """Images as uint8 arrays (N, H, W, C) with integer labels (or multi-hot rows for multilabel).
 
     `x_test`/`y_test` are the dataset's own test set when it has one; otherwise the harness carves
-    a test split out of `x`/`y`.
+    a test split out of `x`/`y`. Likewise `x_val`/`y_val` for a dataset with its own validation set.
     """
 
     x: np.ndarray
     y: np.ndarray
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,11 +64,14 @@ class Splits:
     sizes: dict[str, int] = field(default_factory=dict)
 
     def class_weights(self) -> dict[int, float]:
-        """Balanced class weights from the training split (n / (k * count)), for model families."""
+        """Class weights from the training split, for model families: balanced weights
+        n / (k * count) for multiclass; negatives / positives per label for multilabel."""
         import numpy as np
 
         if self.spec.task != "multiclass":
-            return {}
+            positives = self.y_train.sum(axis=0)
+            n = len(self.y_train)
+            return {i: float((n - p) / p) if p else 0.0 for i, p in enumerate(positives)}
         counts = np.bincount(self.y_train.astype(int), minlength=self.spec.num_classes)
         n, k = counts.sum(), len(counts)
         return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
@@ -106,6 +111,14 @@ class Dataset(Configurable):
     def load(self) -> ArrayData:
         """Load all images as uint8 arrays. Called once per search, in the search's process."""
 
+    #: What loading noticed (e.g. `{"skipped": 3, "skipped_files": {...}}`); stored with the run.
+    notes: dict
+
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.notes = {}
+
     def splits(self, seed: int) -> Splits:
         """Train/validation/test splits for `seed`: stratified, and the same in every process."""
         return split_arrays(self.load(), self.spec, seed, validation=self.options["validation"],
@@ -127,9 +140,13 @@ def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: floa
     pool = np.arange(n)
     if limit is not None and limit < n:
         pool, _ = _split(pool, strata, train_size=limit, seed=seed)
+    own_val = data.x_val is not None
     if data.x_test is not None:
         test_idx = np.arange(len(data.x_test))
-        train_idx, val_idx = _split(pool, strata[pool], test_size=validation, seed=seed)
+        if own_val:
+            train_idx, val_idx = pool, np.arange(len(data.x_val))  # type: ignore[arg-type]
+        else:
+            train_idx, val_idx = _split(pool, strata[pool], test_size=validation, seed=seed)
         own_test = True
     else:
         rest, test_idx = _split(pool, strata[pool], test_size=test, seed=seed)
@@ -141,11 +158,14 @@ def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: floa
         digest.update(np.ascontiguousarray(np.sort(part), dtype=np.int64).tobytes())
         digest.update(b"|")
     digest.update(b"own-test" if own_test else b"carved-test")
+    digest.update(b"own-val" if own_val and own_test else b"carved-val")
     x_test = data.x_test if own_test else data.x[test_idx]
     y_test = data.y_test if own_test else data.y[test_idx]
+    x_val, y_val = ((data.x_val, data.y_val) if own_val and own_test
+                    else (data.x[val_idx], data.y[val_idx]))
     return Splits(
         x_train=data.x[train_idx], y_train=data.y[train_idx],
-        x_val=data.x[val_idx], y_val=data.y[val_idx],
+        x_val=x_val, y_val=y_val,  # type: ignore[arg-type]
         x_test=x_test, y_test=y_test,  # type: ignore[arg-type]
         spec=spec, fingerprint=digest.hexdigest()[:16],
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},

@@ -54,6 +54,7 @@ runs = sa.Table(
     sa.Column("hardware", sa.JSON),
     sa.Column("split_fingerprint", sa.String(64)),
     sa.Column("split_sizes", sa.JSON),
+    sa.Column("data_notes", sa.JSON),
     sa.Column("n_trials", sa.Integer, default=0),
     sa.Column("best_trial", sa.Integer),
     sa.Column("best_val", sa.Float),

@@ -345,9 +345,13 @@ def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
     import keras
 
     data = dataset.splits(job.seed)
+    if dataset.notes.get("skipped"):
+        print(f"dataset '{dataset.name}': skipped {dataset.notes['skipped']} unreadable image(s): "
+              f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)
     store.update_run(job.run_id, host=socket.gethostname(), pid=os.getpid(),
                      backend=keras.backend.backend(), versions=versions(), hardware=hardware(),
                      split_fingerprint=data.fingerprint, split_sizes=data.sizes,
+                     data_notes=dataset.notes or None,
                      objective=objective_for(data.spec.task))
     return data
 

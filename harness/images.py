@@ -1,0 +1,134 @@
+"""Decoding image files into uint8 arrays, once: helpers for dataset plugins.
+
+`load_images` decodes a list of files to one size and colour mode, skips (and reports) the ones
+that cannot be read, and caches the result on disk. The cache is keyed by the file list (path,
+size, modification time), the target size and the colour mode, so later searches and trials load
+an array instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+CACHE_ENV = "TUNEBENCH_CACHE"
+DATA_ENV = "TUNEBENCH_DATA"
+
+
+def data_dir() -> Path | None:
+    """The user's data directory (`--data-dir` or `$TUNEBENCH_DATA`), if set."""
+    value = os.environ.get(DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """Where decoded images are cached: `$TUNEBENCH_CACHE`, else `~/.cache/tunebench`."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tunebench").expanduser()
+
+
+@dataclass
+class Decoded:
+    """Decoded images: `x[i]` is `paths[kept[i]]`; `skipped` maps unreadable paths to errors."""
+
+    x: np.ndarray
+    kept: np.ndarray
+    skipped: dict[str, str] = field(default_factory=dict)
+    from_cache: bool = False
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_images(paths: Sequence[str | Path], size: tuple[int, int], color_mode: str = "rgb", *,
+                cache: bool = True, workers: int | None = None) -> Decoded:
+    """Decode `paths` to uint8 arrays of `size` (height, width) in `color_mode` (rgb or grayscale).
+
+    Unreadable or corrupt files are skipped and listed in `Decoded.skipped`; the rest are resized
+    (bilinear) and converted, whatever their original size or mode.
+    """
+    import numpy as np
+
+    paths = [Path(p) for p in paths]
+    key = _cache_key(paths, size, color_mode)
+    target = cache_dir() / "images" / f"{key}.npz"
+    if cache and target.exists():
+        with np.load(target, allow_pickle=False) as f:
+            return Decoded(f["x"], f["kept"], json.loads(str(f["skipped"])), from_cache=True)
+    channels = 1 if color_mode == "grayscale" else 3
+    out = np.zeros((len(paths), size[0], size[1], channels), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    skipped: dict[str, str] = {}
+
+    def decode(i: int) -> None:
+        try:
+            out[i] = _decode(paths[i], size, color_mode)
+            ok[i] = True
+        except Exception as exc:  # PIL raises many kinds for broken files
+            skipped[str(paths[i])] = f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        list(pool.map(decode, range(len(paths))))
+    kept = np.flatnonzero(ok)
+    decoded = Decoded(out[kept], kept, dict(sorted(skipped.items())))
+    if cache:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez(tmp, x=decoded.x, kept=decoded.kept, skipped=np.array(json.dumps(decoded.skipped)))
+        os.replace(tmp, target)  # atomic: concurrent searches never read a half-written cache
+    return decoded
+
+
+def _decode(path: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        image = image.convert("L" if color_mode == "grayscale" else "RGB")
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _cache_key(paths: Sequence[Path], size: tuple[int, int], color_mode: str) -> str:
+    digest = hashlib.sha256(json.dumps([list(size), color_mode]).encode())
+    for p in paths:
+        try:
+            st = p.stat()
+            digest.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{p}|missing\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format), plain or gzipped."""
+    import gzip
+
+    import numpy as np
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path} is not an IDX file")
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtype, ndim = dtypes[data[2]], data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: expected {shape}, got {array.size} values")
+    return array.reshape(shape)
