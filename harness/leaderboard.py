@@ -24,7 +24,7 @@ FORMATS = ("table", "md", "csv", "json")
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export).
 COLUMNS = ["dataset", "model_family", "strategy", "rank", "seeds", "runs", "runs_ok", "runs_failed",
            "test_mean", "test_sd", "val_mean", "trials_ok", "trials_failed", "trials_timeout",
-           "trials_pruned", "trials_nan", "time_to_best_s", "budget_used", "backend"]
+           "trials_pruned", "trials_nan", "time_to_best_s", "budget_used", "backend", "weights"]
 
 
 def latest_runs(store: Store, suite: str | None = None) -> pd.DataFrame:
@@ -80,6 +80,9 @@ def build(store: Store, suite: str | None = None) -> pd.DataFrame:
             "time_to_best_s": float(pd.Series(time_to_best).median()) if time_to_best else math.nan,
             "budget_used": float(pd.Series(used).mean()) if used else math.nan,
             "backend": ",".join(sorted({str(b) for b in group["backend"].dropna()})),
+            # pretrained weights, for families that use them (transfer, feature_extraction)
+            "weights": ",".join(sorted({str(o["weights"]) for o in group["model_options"]
+                                        if isinstance(o, dict) and o.get("weights")})),
         })
     board = pd.DataFrame(rows)
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
@@ -113,8 +116,12 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
                                                 f"{r['trials_timeout']}/{r['trials_pruned']}"),
             "time to best": format_duration(None if _nan(r["time_to_best_s"]) else r["time_to_best_s"]),
             "budget used": "-" if _nan(r["budget_used"]) else f"{100 * r['budget_used']:.0f}%",
+            "weights": r.get("weights") or "",
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if not frame.empty and not frame["weights"].any():
+        frame = frame.drop(columns="weights")
+    return frame
 
 
 def render(board: pd.DataFrame, fmt: str = "table") -> str:

@@ -11,8 +11,8 @@ Keras is imported inside the methods that train, never at module scope.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.options import Configurable, Option
@@ -32,6 +32,8 @@ class TrainingSettings:
     learning_rate: float
     batch_size: int
     epochs: int
+    #: Family-specific settings (e.g. a fine-tuning phase's learning rate), for its own `fit`.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ModelFamily(Configurable):
@@ -78,6 +80,7 @@ class ModelFamily(Configurable):
                                    default=self.default_learning_rate),
             batch_size=hp.Choice("batch_size", list(self.batch_sizes), default=self.default_batch_size),
             epochs=hp.Int("epochs", 1, top, default=min(self.default_epochs, top)),
+            extra={"class_weight": hp.Boolean("class_weight", default=False)},
         )
 
     def check(self, spec: DataSpec) -> list[str]:
@@ -103,9 +106,18 @@ class ModelFamily(Configurable):
         """Train on the training split, validating on the validation split after every epoch.
 
         Overrides must pass `callbacks` to every `model.fit` call: they carry the deadline.
+        `settings.extra["class_weight"]`, when true, weights classes by `data.class_weights()`.
         """
+        class_weight = None
+        if settings.extra.get("class_weight"):
+            if data.spec.task == "multiclass":
+                class_weight = data.class_weights()
+            else:  # positive-class weighting of each label's binary cross-entropy
+                weights = data.class_weights()
+                model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task),
+                              loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
         return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                         epochs=settings.epochs, batch_size=settings.batch_size,
+                         epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
                          callbacks=callbacks, verbose=verbose)
 
 
@@ -118,12 +130,41 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
 
 
+def stopped(callbacks: Sequence[Any]) -> bool:
+    """Whether the harness's callback stopped training (deadline or NaN): a multi-phase `fit`
+    must not start its next phase then."""
+    return any(getattr(cb, "stopped", False) for cb in callbacks)
+
+
+def weighted_binary_crossentropy(pos_weight: Sequence[float]) -> Any:
+    """Binary cross-entropy with each label's positive term weighted (written with keras.ops)."""
+    import keras
+    from keras import ops
+
+    weights = ops.convert_to_tensor(list(pos_weight), dtype="float32")
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        eps = keras.config.epsilon()
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.clip(y_pred, eps, 1 - eps)
+        terms = weights * y_true * ops.log(y_pred) + (1 - y_true) * ops.log(1 - y_pred)
+        return -ops.mean(terms, axis=-1)
+
+    return loss
+
+
 def loss_for(task: Task) -> str:
     return "sparse_categorical_crossentropy" if task == "multiclass" else "binary_crossentropy"
 
 
 def metrics_for(task: Task) -> list[Any]:
-    return ["accuracy"] if task == "multiclass" else ["binary_accuracy"]
+    """Accuracy for multiclass; binary accuracy and micro/macro F1 (threshold 0.5) for multilabel."""
+    if task == "multiclass":
+        return ["accuracy"]
+    import keras
+
+    return ["binary_accuracy", keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_micro"),
+            keras.metrics.F1Score(average="macro", threshold=0.5, name="f1_macro")]
 
 
 def scaled_inputs(spec: DataSpec) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -144,4 +185,4 @@ def output_layer(spec: DataSpec, x: keras.KerasTensor) -> keras.KerasTensor:
 
 def objective_for(task: Task) -> str:
     """The validation metric strategies maximise, as Keras names it in the fit history."""
-    return "val_accuracy" if task == "multiclass" else "val_binary_accuracy"
+    return "val_accuracy" if task == "multiclass" else "val_f1_macro"

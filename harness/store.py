@@ -82,6 +82,7 @@ trials = sa.Table(
     sa.Column("epochs_done", sa.Integer, default=0),
     sa.Column("epoch_budget", sa.Integer),
     sa.Column("param_count", sa.Integer),
+    sa.Column("model_bytes", sa.Integer),
     sa.Column("metrics", sa.JSON),
     sa.Column("timings", sa.JSON),
     sa.UniqueConstraint("run_id", "number"),

@@ -45,12 +45,20 @@ class TrialCallback(keras.callbacks.Callback):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_weights: list[Any] | None = None
+        #: The model the snapshot was taken from: the trial's model, or a sub-model of it that
+        #: shares its layers (a head trained on cached features).
+        self.best_owner: Any = None
         self.epoch_seconds: list[float] = []
         self.eval_seconds = 0.0
         self._fit_start = 0.0
         self._epoch_start = 0.0
         self._eval_start = 0.0
         self._cut = False
+
+    @property
+    def stopped(self) -> bool:
+        """Training was stopped by the deadline or a non-finite loss."""
+        return self.timed_out or self.non_finite
 
     # -- clock ---------------------------------------------------------------------------------------
     def on_train_begin(self, logs: Any = None) -> None:
@@ -89,7 +97,7 @@ class TrialCallback(keras.callbacks.Callback):
             if self.best_score is None or score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch
                 if self.beat is None or score > self.beat:
-                    self.best_weights = self.model.get_weights()
+                    self.best_weights, self.best_owner = self.model.get_weights(), self.model
         total_epochs = (self.params or {}).get("epochs")
         if now >= self.deadline and total_epochs is not None and epoch + 1 < total_epochs:
             self.timed_out = True
@@ -105,11 +113,37 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def save_weights(model: keras.Model, weights: list[Any] | None, path: str) -> None:
-    """Write `weights` (or the model's current ones) to a `.weights.h5` file."""
-    if weights is not None:
-        model.set_weights(weights)
+def save_weights(model: keras.Model, callback: TrialCallback, path: str) -> None:
+    """Write the best epoch's weights (or the model's current ones) to a `.weights.h5` file."""
+    if callback.best_weights is not None:
+        (callback.best_owner or model).set_weights(callback.best_weights)
     model.save_weights(path)
+
+
+def model_bytes(model: keras.Model) -> int:
+    """Size of the model's weights in bytes."""
+    import numpy as np
+
+    return int(sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights))
+
+
+def test_report(model: keras.Model, x: Any, y: Any, task: str, class_names: tuple[str, ...],
+                batch_size: int) -> dict[str, Any]:
+    """Per-class precision/recall/F1 (and a confusion matrix for multiclass) on the test split."""
+    import numpy as np
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    scores = model.predict(x, batch_size=batch_size, verbose=0)
+    if task == "multiclass":
+        predicted = scores.argmax(axis=1)
+        labels = list(range(len(class_names)))
+        report = classification_report(y, predicted, labels=labels, target_names=list(class_names),
+                                       output_dict=True, zero_division=0)
+        return {"per_class": report, "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist()}
+    predicted = (scores >= 0.5).astype(int)
+    report = classification_report(np.asarray(y).astype(int), predicted, target_names=list(class_names),
+                                   output_dict=True, zero_division=0)
+    return {"per_class": report}
 
 
 def release(model: Any) -> None:

@@ -168,7 +168,7 @@ class TrialContext(SearchContext):
                 report(epoch, metrics)
 
         status, error, error_kind = OK, None, None
-        model, callback, param_count, epoch_budget = None, None, None, None
+        model, callback, param_count, epoch_budget, timings_bytes = None, None, None, None, None
         timings: dict[str, float] = {}
         fatal: Exception | None = None
         try:
@@ -190,6 +190,7 @@ class TrialContext(SearchContext):
                                  f"family '{self.family.name}' (it declares: {declared})")
             self.family.compile(model, settings, self.spec)
             param_count = int(model.count_params())
+            timings_bytes = training.model_bytes(model)
             timings["build"] = time.monotonic() - tb
             callback = training.TrialCallback(deadline, self.objective, on_epoch, beat=self._best_score)
             tf = time.monotonic()
@@ -217,8 +218,7 @@ class TrialContext(SearchContext):
                     and (self._best_score is None or score > self._best_score))
         if improved:
             tc = time.monotonic()
-            training.save_weights(model, callback.best_weights,  # type: ignore[union-attr]
-                                  str(Path(self.job.artifact_dir) / BEST_WEIGHTS))
+            training.save_weights(model, callback, str(Path(self.job.artifact_dir) / BEST_WEIGHTS))
             timings["checkpoint"] = time.monotonic() - tc
             self._best_score = score
         history = tuple(callback.history) if callback is not None else ()
@@ -229,6 +229,7 @@ class TrialContext(SearchContext):
             finished_at=finished_wall, score=score,
             best_epoch=callback.best_epoch if callback is not None else None,
             epochs_done=len(history), epoch_budget=epoch_budget, param_count=param_count,
+            model_bytes=timings_bytes,
             metrics=history[-1] if history else None, timings=timings)
         if improved:
             self.store.update_run(self.job.run_id, best_trial=number, best_val=score,
@@ -317,6 +318,8 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
             metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size,
                                      return_dict=True, verbose=0)
             metrics = {k: float(v) for k, v in metrics.items()}
+            metrics.update(training.test_report(model, data.x_test, data.y_test, data.spec.task,
+                                                data.spec.class_names, settings.batch_size))
             test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
             test_score = metrics.get(test_key)
             store.update_run(job.run_id, status="ok", test_score=test_score, test_metrics=metrics,

@@ -58,7 +58,11 @@ def test_the_selected_configuration_is_the_best_on_validation_and_is_tested_once
                key=lambda t: t["score"])
     assert run["best_trial"] == best["number"] and run["best_val"] == best["score"]
     assert run["best_params"] == best["params"]
-    assert set(run["test_metrics"]) == {"accuracy", "loss"}
+    assert set(run["test_metrics"]) == {"accuracy", "loss", "per_class", "confusion_matrix"}
+    matrix = run["test_metrics"]["confusion_matrix"]
+    assert len(matrix) == 10 and sum(map(sum, matrix)) == run["split_sizes"]["test"]
+    correct = sum(matrix[i][i] for i in range(10))
+    assert correct / run["split_sizes"]["test"] == pytest.approx(run["test_score"], abs=1e-6)
     assert run["test_score"] == run["test_metrics"]["accuracy"]
     assert run["split_fingerprint"] and run["backend"] == "tensorflow"
     assert {"python", "keras", "tensorflow", "keras-tuner", "autokeras", "optuna", "tunebench"} <= set(run["versions"])
