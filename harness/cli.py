@@ -60,10 +60,26 @@ def _parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--budget", metavar="DURATION")
 
+    def filter_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--suite", help="only runs of this suite")
+        p.add_argument("--dataset", help="only this dataset (its label in the suite)")
+        p.add_argument("--model-family", help="only this model family (label)")
+        p.add_argument("--strategy", help="only this strategy (label)")
+
     p = sub.add_parser("leaderboard", help="print the leaderboard of a results store")
     results_args(p)
+    p.add_argument("--format", choices=("table", "md", "csv", "json", "latex"), default="table")
+    filter_args(p)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report (tables, plots) of a results store")
+    results_args(p)
+    p.add_argument("--out", metavar="FILE", help="where to write it (default: DIR/report.html)")
+    filter_args(p)
+
+    p = sub.add_parser("compare", help="two results stores side by side, cell by cell")
+    p.add_argument("results_a", metavar="RESULTS_A", help="a results directory (or SQLAlchemy URL)")
+    p.add_argument("results_b", metavar="RESULTS_B", help="another results directory (or SQLAlchemy URL)")
     p.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
-    p.add_argument("--suite", help="only runs of this suite")
 
     p = sub.add_parser("runs", help="the raw per-run rows")
     results_args(p)
@@ -146,14 +162,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {"suite": args.suite, "dataset": args.dataset, "model_family": args.model_family,
+            "strategy": args.strategy}
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness import leaderboard
 
     store = _open_existing(args)
-    board = leaderboard.build(store, suite=args.suite)
+    filters = _filters(args)
+    board = leaderboard.build(store, **filters)
     print(leaderboard.render(board, args.format), end="" if args.format in ("csv",) else "\n")
-    if args.suite is None:
+    if not any(filters.values()):
         leaderboard.write_files(board, args.results)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report
+
+    store = _open_existing(args)
+    out = report.write(store, args.out or Path(args.results) / "report.html", **_filters(args))
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import leaderboard
+    from harness.store import Store
+
+    stores = []
+    for where in (args.results_a, args.results_b):
+        if "://" in where:
+            stores.append(Store(where))
+        else:
+            stores.append(_open_existing(argparse.Namespace(results=where, store=None)))
+    table = leaderboard.compare_stores(*stores)
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=2))
+    else:
+        from tabulate import tabulate
+
+        print(f"A = {args.results_a}\nB = {args.results_b}\n")
+        print(tabulate(table, headers="keys", tablefmt="github" if args.format == "md" else "simple",
+                       showindex=False, floatfmt=".4f", missingval="–"))
     return 0
 
 
@@ -193,7 +248,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
-            "trials": cmd_trials, "plugins": cmd_plugins}
+            "trials": cmd_trials, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

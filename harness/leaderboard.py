@@ -19,30 +19,51 @@ if TYPE_CHECKING:
 
     from harness.store import Store
 
-FORMATS = ("table", "md", "csv", "json")
+FORMATS = ("table", "md", "csv", "json", "latex")
+BASELINE = "baseline"
 
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export).
 COLUMNS = ["dataset", "model_family", "strategy", "rank", "seeds", "runs", "runs_ok", "runs_failed",
-           "test_mean", "test_sd", "val_mean", "trials_ok", "trials_failed", "trials_timeout",
-           "trials_pruned", "trials_nan", "time_to_best_s", "budget_used", "backend", "weights"]
+           "test_mean", "test_sd", "test_ci_low", "test_ci_high", "val_mean", "params", "inference_ms",
+           "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
+           "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "backend", "weights"]
 
 
-def latest_runs(store: Store, suite: str | None = None) -> pd.DataFrame:
-    """The newest run of every search (interrupted attempts that were re-run drop out)."""
+def latest_runs(store: Store, suite: str | None = None, *, dataset: str | None = None,
+                model_family: str | None = None, strategy: str | None = None) -> pd.DataFrame:
+    """The newest run of every search (interrupted attempts that were re-run drop out), filtered by
+    suite and by dataset / model family / strategy label."""
     import pandas as pd
 
     rows = store.runs(suite=suite)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values("id").groupby("search_key", as_index=False).tail(1).reset_index(drop=True)
+    frame = frame.sort_values("id").groupby("search_key", as_index=False).tail(1).reset_index(drop=True)
+    for column, value in (("dataset_label", dataset), ("model_label", model_family), ("strategy_label", strategy)):
+        if value is not None:
+            frame = frame[frame[column] == value]
+    return frame.reset_index(drop=True)
 
 
-def build(store: Store, suite: str | None = None) -> pd.DataFrame:
-    """The leaderboard of every dataset as one numeric frame (see `COLUMNS`)."""
+def _ci95(values: pd.Series) -> tuple[float, float]:
+    """A t-based 95 % confidence interval of the mean (NaN with fewer than 2 values)."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
+def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
+          model_family: str | None = None, strategy: str | None = None,
+          baselines: bool = True) -> pd.DataFrame:
+    """The leaderboard of every dataset as one numeric frame (see `COLUMNS`), with baseline rows."""
     import pandas as pd
 
-    runs = latest_runs(store, suite)
+    runs = latest_runs(store, suite, dataset=dataset, model_family=model_family, strategy=strategy)
     if runs.empty:
         return pd.DataFrame(columns=COLUMNS)
     trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
@@ -68,12 +89,27 @@ def build(store: Store, suite: str | None = None) -> pd.DataFrame:
                     time_to_best.append(float(best["finished_at"].iloc[0]) - float(run["started_at"]))
         used = [(r["finished_at"] - r["started_at"]) / r["budget_s"] for _, r in group.iterrows()
                 if not _nan(r["finished_at"]) and not _nan(r["started_at"])]
+        ci_low, ci_high = _ci95(tests)
+        mine = trials[trials["run_id"].isin(run_ids)] if not trials.empty else trials
+        # failures by kind: exceptions, out-of-memory, NaN losses, kills, interruptions (not timeouts
+        # or pruning, which have their own columns)
+        failed = mine[mine["status"].isin(["failed", "nan", "interrupted"])] if not mine.empty else mine
+        kinds = (failed["error_kind"].fillna(failed["status"]).value_counts()
+                 if not failed.empty else pd.Series(dtype=int))
         rows.append({
             "dataset": dataset, "model_family": model, "strategy": strategy,
             "seeds": int(group["seed"].nunique()),
             "runs": len(group), "runs_ok": len(ok), "runs_failed": int((group["status"] == "failed").sum()),
             "test_mean": float(tests.mean()) if len(tests) else math.nan,
             "test_sd": float(tests.std(ddof=1)) if len(tests) > 1 else math.nan,
+            "test_ci_low": ci_low, "test_ci_high": ci_high,
+            "params": float(ok["best_param_count"].dropna().median()) if ok["best_param_count"].notna().any()
+            else math.nan,
+            "inference_ms": float(ok["inference_ms"].dropna().median()) if ok["inference_ms"].notna().any()
+            else math.nan,
+            "failures": ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())),
+            "cpu_hours": float(group["cpu_seconds"].fillna(0).sum()) / 3600,
+            "accelerator_hours": float(group["accelerator_seconds"].fillna(0).sum()) / 3600,
             "val_mean": float(ok["best_val"].dropna().mean()) if ok["best_val"].notna().any() else math.nan,
             "trials_ok": total("ok"), "trials_failed": total("failed") + total("interrupted"),
             "trials_timeout": total("timeout"), "trials_pruned": total("pruned"), "trials_nan": total("nan"),
@@ -87,7 +123,27 @@ def build(store: Store, suite: str | None = None) -> pd.DataFrame:
     board = pd.DataFrame(rows)
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
                      .astype("Int64"))
-    return board.sort_values(["dataset", "rank"], na_position="last")[COLUMNS].reset_index(drop=True)
+    board = board.sort_values(["dataset", "rank"], na_position="last")
+    if baselines:
+        board = pd.concat([board, baseline_rows(runs)], ignore_index=True)
+    return board[COLUMNS].reset_index(drop=True)
+
+
+def baseline_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset and baseline (majority class, random guessing), averaged over the runs'
+    test splits, so that the leaderboard's numbers have a reference."""
+    import pandas as pd
+
+    rows = []
+    for dataset, group in runs.groupby("dataset_label"):
+        values: dict[str, list[float]] = {}
+        for b in group["baselines"].dropna():
+            for name, value in (b or {}).items():
+                values.setdefault(name, []).append(value)
+        for name, vals in values.items():
+            rows.append({"dataset": dataset, "model_family": BASELINE, "strategy": name,
+                         "test_mean": sum(vals) / len(vals), "seeds": len(vals)})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _nan(value: Any) -> bool:
@@ -106,21 +162,32 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for _, r in board.iterrows():
+        if r["model_family"] == BASELINE:
+            rows.append({"rank": "", "model family": f"({BASELINE})", "strategy": str(r["strategy"]).replace("_", " "),
+                         "test score (mean ± sd)": f"{r['test_mean']:.4f}"})
+            continue
+        ci = ("" if _nan(r["test_ci_low"]) else f"[{r['test_ci_low']:.3f}, {r['test_ci_high']:.3f}]")
         rows.append({
             "rank": "-" if _nan(r["rank"]) or pd.isna(r["rank"]) else int(r["rank"]),
             "model family": r["model_family"], "strategy": r["strategy"],
-            "test acc (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
+            "test score (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
+            "95% CI": ci,
             "best val": "-" if _nan(r["val_mean"]) else f"{r['val_mean']:.4f}",
             "runs ok/all": f"{r['runs_ok']}/{r['runs']}",
             "trials ok/failed/timeout/pruned": (f"{r['trials_ok']}/{r['trials_failed'] + r['trials_nan']}/"
                                                 f"{r['trials_timeout']}/{r['trials_pruned']}"),
             "time to best": format_duration(None if _nan(r["time_to_best_s"]) else r["time_to_best_s"]),
             "budget used": "-" if _nan(r["budget_used"]) else f"{100 * r['budget_used']:.0f}%",
+            "params": "-" if _nan(r["params"]) else f"{int(r['params']):,}",
+            "ms/image": "-" if _nan(r["inference_ms"]) else f"{r['inference_ms']:.3f}",
+            "CPU h": f"{r['cpu_hours']:.3f}", "GPU h": f"{r['accelerator_hours']:.3f}",
+            "failures": r["failures"] or "",
             "weights": r.get("weights") or "",
         })
-    frame = pd.DataFrame(rows)
-    if not frame.empty and not frame["weights"].any():
-        frame = frame.drop(columns="weights")
+    frame = pd.DataFrame(rows).fillna("")
+    for column in ("weights", "failures", "95% CI"):
+        if column in frame and not frame[column].astype(bool).any():
+            frame = frame.drop(columns=column)
     return frame
 
 
@@ -135,6 +202,9 @@ def render(board: pd.DataFrame, fmt: str = "table") -> str:
         return json.dumps(records, indent=2)
     if board.empty:
         return "No finished runs in this results store yet. Run a suite with `tunebench run SUITE`."
+    if fmt == "latex":
+        return "\n\n".join(display_frame(group).to_latex(index=False, caption=f"Leaderboard: {dataset}")
+                            for dataset, group in board.groupby("dataset", sort=True))
     style = "github" if fmt == "md" else "simple"
     parts = []
     for dataset, group in board.groupby("dataset", sort=True):
@@ -153,3 +223,26 @@ def write_files(board: pd.DataFrame, results_dir: str | Path) -> list[Path]:
     md.write_text("# Leaderboard\n\n" + render(board, "md"))
     csv.write_text(render(board, "csv"))
     return [md, csv]
+
+
+def compare_stores(a: Store, b: Store) -> pd.DataFrame:
+    """Two results stores side by side, per (dataset, model family, strategy) cell they share or not."""
+    import pandas as pd
+
+    left, right = build(a, baselines=False), build(b, baselines=False)
+    keys = ["dataset", "model_family", "strategy"]
+    merged = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    out = pd.DataFrame({
+        **{k: merged[k] for k in keys},
+        "in": merged["_merge"].map({"both": "both", "left_only": "A only", "right_only": "B only"}),
+        "runs_a": merged["runs_ok_a"], "runs_b": merged["runs_ok_b"],
+        "test_a": merged["test_mean_a"], "test_b": merged["test_mean_b"],
+        "delta": merged["test_mean_b"] - merged["test_mean_a"],
+        "val_a": merged["val_mean_a"], "val_b": merged["val_mean_b"],
+        "trials_a": merged["trials_ok_a"], "trials_b": merged["trials_ok_b"],
+        "backend_a": merged["backend_a"], "backend_b": merged["backend_b"],
+    })
+    for column in ("runs_a", "runs_b", "trials_a", "trials_b"):
+        out[column] = out[column].astype("Int64")
+    out = out.astype(object).where(out.notna(), None)
+    return out.sort_values(keys).reset_index(drop=True)

@@ -62,6 +62,10 @@ runs = sa.Table(
     sa.Column("best_param_count", sa.Integer),
     sa.Column("test_score", sa.Float),
     sa.Column("test_metrics", sa.JSON),
+    sa.Column("baselines", sa.JSON),  # majority class and random guessing, on the test split
+    sa.Column("inference_ms", sa.Float),  # per image, selected model, on the run's device
+    sa.Column("cpu_seconds", sa.Float),  # CPU time of the search (all threads)
+    sa.Column("accelerator_seconds", sa.Float),  # wall time x accelerators held
     sa.Column("artifact_dir", sa.String(500)),
 )
 
@@ -124,6 +128,19 @@ class Store:
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)  # idempotent
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a store written by an earlier tunebench up to date: new columns are nullable and
+        added in place, so results are never lost to an upgrade. Idempotent."""
+        inspector = sa.inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     @classmethod
     def open(cls, results_dir: str | Path, url: str | None = None) -> Store:

@@ -120,6 +120,15 @@ def save_weights(model: keras.Model, callback: TrialCallback, path: str) -> None
     model.save_weights(path)
 
 
+def inference_ms(model: keras.Model, x: Any, *, batch_size: int = 256, limit: int = 2048) -> float:
+    """Milliseconds per image of batched prediction on this process's device (after a warm-up)."""
+    sample = x[:limit]
+    model.predict(sample[:batch_size], batch_size=batch_size, verbose=0)
+    start = time.perf_counter()
+    model.predict(sample, batch_size=batch_size, verbose=0)
+    return 1000 * (time.perf_counter() - start) / max(1, len(sample))
+
+
 def model_bytes(model: keras.Model) -> int:
     """Size of the model's weights in bytes."""
     import numpy as np

@@ -262,6 +262,7 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
             return "failed"
 
         budget = Budget(job.budget_s, trial_seconds=job.trial_budget_s)
+        cpu_start = time.process_time()
         started = time.time()
         store.update_run(job.run_id, started_at=started)
         events.send("started", started_at=started, deadline=started + job.budget_s)
@@ -279,8 +280,10 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
         finished = time.time()
         if stop_reason == "completed" and budget.expired:
             stop_reason = "budget"
+        gpus = len(store.run(job.run_id)["hardware"]["gpus"])
         store.update_run(job.run_id, finished_at=finished, stop_reason=stop_reason, error=error,
-                         n_trials=len(ctx.trials))
+                         n_trials=len(ctx.trials), cpu_seconds=time.process_time() - cpu_start,
+                         accelerator_seconds=(finished - started) * gpus)
         events.send("search_done", finished_at=finished, stop_reason=stop_reason)
         if error is not None:
             store.update_run(job.run_id, status="failed", completed_at=time.time())
@@ -323,6 +326,7 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
             test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
             test_score = metrics.get(test_key)
             store.update_run(job.run_id, status="ok", test_score=test_score, test_metrics=metrics,
+                             baselines=baselines(data), inference_ms=training.inference_ms(model, data.x_test),
                              completed_at=time.time())
             training.release(model)
             return "ok"
@@ -332,6 +336,19 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
     finally:
         if own_store:
             store.close()
+
+
+def baselines(data: Splits) -> dict[str, float]:
+    """Scores that give a number its meaning, from the test split: majority class and uniform random
+    guessing (accuracy); for multilabel, predicting every label / each label with probability 1/2 (macro F1)."""
+    import numpy as np
+
+    y = np.asarray(data.y_test)
+    if data.spec.task == "multiclass":
+        counts = np.bincount(y.astype(int), minlength=data.spec.num_classes)
+        return {"majority_class": float(counts.max() / counts.sum()), "random_guess": 1.0 / data.spec.num_classes}
+    p = y.mean(axis=0)
+    return {"all_positive": float(np.mean(2 * p / (1 + p))), "random_guess": float(np.mean(p / (p + 0.5)))}
 
 
 def _instantiate(job: SearchJob) -> tuple[Dataset, ModelFamily, SearchStrategy]:

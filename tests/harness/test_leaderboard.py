@@ -97,8 +97,8 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
     board = json.loads(tunebench("leaderboard", "--results", str(results), "--format", "json").stdout)
     runs = json.loads(tunebench("runs", "--results", str(results), "--format", "json").stdout)
     trials = json.loads(tunebench("trials", "--results", str(results), "--format", "json").stdout)
-    assert len(board) == 4 and len(runs) == 4
-    for row in board:
+    assert len([r for r in board if r["model_family"] != "baseline"]) == 4 and len(runs) == 4
+    for row in [r for r in board if r["model_family"] != "baseline"]:
         mine = [r for r in runs if (r["model_label"], r["strategy_label"]) == (row["model_family"], row["strategy"])]
         assert len(mine) == row["runs"] == row["runs_ok"] == 1
         run = mine[0]
@@ -110,9 +110,26 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
         assert run["best_val"] == max(t["score"] for t in theirs if t["score"] is not None)
         best = next(t for t in theirs if t["number"] == run["best_trial"])
         assert best["score"] == run["best_val"]
+    baselines = [r for r in board if r["model_family"] == "baseline"]
+    from plugins.datasets.digits import Digits
+
+    import numpy as np
+
+    y = Digits().splits(0).y_test
+    majority = next(r for r in baselines if r["strategy"] == "majority_class")
+    assert majority["test_mean"] == pytest.approx(np.bincount(y).max() / len(y))
+    assert next(r for r in baselines if r["strategy"] == "random_guess")["test_mean"] == pytest.approx(0.1)
+    for row in board:
+        if row["model_family"] == "baseline":
+            continue
+        run = next(r for r in runs if (r["model_label"], r["strategy_label"]) == (row["model_family"], row["strategy"]))
+        assert row["params"] == run["best_param_count"]
+        assert row["inference_ms"] == pytest.approx(run["inference_ms"]) and run["inference_ms"] > 0
+        assert row["cpu_hours"] == pytest.approx(run["cpu_seconds"] / 3600) and run["cpu_seconds"] > 0
+        assert row["accelerator_hours"] == 0  # no GPU on this machine
     assert "Dataset: digits" in run_output.stdout  # `run` prints the leaderboard at the end
     assert (results / "leaderboard.md").read_text().count("|") > 10
-    assert len((results / "leaderboard.csv").read_text().splitlines()) == 5
+    assert len((results / "leaderboard.csv").read_text().splitlines()) == 1 + 4 + 2  # + 2 baselines
 
 
 def test_runs_and_trials_exports_have_the_promised_columns(real_results):

@@ -1,0 +1,179 @@
+"""Comparing search strategies fairly, across cells and over time.
+
+A *cell* is a dataset x model family. In each cell every strategy gets one score: the mean test
+score of its runs over seeds (latest run per search). From those:
+
+- **ranks** within each cell (1 = best, ties share the mean rank) and each strategy's mean rank;
+- a **normalised score** per cell: 0 is random search's score there and 1 the best score any
+  strategy reached there;
+- a **Friedman test** over the cells (with at least 2 strategies and 3 complete cells), and the
+  Nemenyi critical difference for the critical-difference diagram;
+- **anytime curves**: best-so-far validation score against wall-clock time, median and
+  inter-quartile band over seeds, plus each strategy's score at fixed fractions of the budget and
+  the time it needed to reach random search's final score.
+
+`MISSING_POLICY` says how failed or missing runs are ranked; every report states it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RANDOM = "random"
+FRACTIONS = (0.10, 0.25, 0.50, 1.00)
+MISSING_POLICY = ("A strategy whose runs in a cell all failed is ranked last in that cell (tied with any other "
+                  "such strategy) and gets no normalised score there. A strategy that was never run in a cell "
+                  "is left out of that cell: its mean rank is over the cells it ran in. The Friedman test uses "
+                  "only complete cells, where every strategy ran. Cells where no strategy succeeded are left out.")
+#: Nemenyi test: studentised range statistic / sqrt(2) at alpha = 0.05, for k = 2..10 strategies.
+NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+@dataclass
+class Comparison:
+    """The strategy comparison across cells."""
+
+    scores: pd.DataFrame  # rows: cells (dataset, model_family); columns: strategies; mean test score
+    ranks: pd.DataFrame  # same shape, 1 = best
+    normalised: pd.DataFrame  # same shape; NaN where undefined
+    mean_rank: pd.Series
+    mean_normalised: pd.Series
+    friedman: dict[str, float] | None = None
+    critical_difference: float | None = None
+    notes: list[str] = field(default_factory=list)
+    policy: str = MISSING_POLICY
+    #: Mean ranks over the complete cells only: what the Friedman test and the CD diagram use.
+    complete_mean_rank: pd.Series | None = None
+
+
+def compare_strategies(runs: pd.DataFrame) -> Comparison:
+    """Compare strategies from the latest runs (one row per run, as `leaderboard.select_runs` gives)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    ok = runs[(runs["status"] == "ok") & runs["test_score"].notna()] if not runs.empty else runs
+    strategies = sorted(runs["strategy_label"].unique()) if not runs.empty else []
+    cells = sorted({(d, m) for d, m in zip(runs["dataset_label"], runs["model_label"])}) if not runs.empty else []
+    scores = pd.DataFrame(index=pd.MultiIndex.from_tuples(cells, names=["dataset", "model_family"]),
+                          columns=strategies, dtype=float)
+    for (d, m, s), group in ok.groupby(["dataset_label", "model_label", "strategy_label"]):
+        scores.loc[(d, m), s] = float(group["test_score"].mean())
+    notes: list[str] = []
+    ran = pd.DataFrame(False, index=scores.index, columns=strategies)
+    for (d, m, s), _ in runs.groupby(["dataset_label", "model_label", "strategy_label"]):
+        ran.loc[(d, m), s] = True
+    keep = scores.notna().any(axis=1)
+    scores, ran = scores[keep], ran[keep]
+    if scores.empty:
+        empty = pd.Series(dtype=float)
+        return Comparison(scores, scores.copy(), scores.copy(), empty, empty,
+                          notes=["No successful runs to compare yet."])
+    # Failed everywhere in a cell: ranked last there. Never run there: not ranked there.
+    ranks = scores.fillna(-np.inf).where(ran).rank(axis=1, ascending=False, method="average")
+    normalised = pd.DataFrame(index=scores.index, columns=scores.columns, dtype=float)
+    if RANDOM in scores.columns:
+        for cell, row in scores.iterrows():
+            base, best = row[RANDOM], row.max()
+            if math.isnan(base) or best == base:
+                continue
+            normalised.loc[cell] = (row - base) / (best - base)
+        if normalised.isna().all().all():
+            notes.append("Normalised scores are undefined: random search failed or scored best in every cell.")
+    else:
+        notes.append("Normalised scores need random search ('random') in each cell as the zero point; "
+                     "this selection has none.")
+    comparison = Comparison(scores, ranks, normalised, ranks.mean().sort_values(),
+                            normalised.mean().reindex(ranks.mean().sort_values().index), notes=notes)
+    complete = ranks[ran.all(axis=1)]
+    k, n = len(scores.columns), len(complete)
+    if len(complete) < len(ranks):
+        notes.append(f"{len(ranks) - len(complete)} of {len(ranks)} cells did not run every strategy; the "
+                     f"Friedman test uses the {n} complete cell{'' if n == 1 else 's'}.")
+    if k >= 2 and n >= 3:
+        r = complete.to_numpy()
+        mean = r.mean(axis=0)
+        chi2 = 12 * n / (k * (k + 1)) * float(np.sum(mean**2) - k * (k + 1) ** 2 / 4)
+        p = float(stats.chi2.sf(chi2, k - 1))
+        comparison.friedman = {"statistic": chi2, "p_value": p, "strategies": k, "cells": n}
+        comparison.complete_mean_rank = complete.mean().sort_values()
+        if k in NEMENYI_Q05:
+            comparison.critical_difference = NEMENYI_Q05[k] * math.sqrt(k * (k + 1) / (6 * n))
+    else:
+        notes.append(f"Too little data for a Friedman test: it needs at least 2 strategies and 3 complete cells; "
+                     f"this selection has {k} strateg{'y' if k == 1 else 'ies'} and {n} complete "
+                     f"cell{'' if n == 1 else 's'}. Ranks and normalised scores below are descriptive only.")
+    return comparison
+
+
+@dataclass
+class Anytime:
+    """Best-so-far validation score against time for one cell."""
+
+    cell: tuple[str, str]
+    budget_s: float
+    grid: list[float]
+    curves: dict[str, dict[str, list[float]]]  # strategy -> median / q25 / q75 (NaN before a first score)
+    at_fraction: pd.DataFrame  # strategy x fraction of the budget -> median best-so-far
+    time_to_random: pd.Series  # strategy -> median seconds to reach random's final score (NaN: never)
+
+
+def best_so_far(run: dict[str, Any], trials: pd.DataFrame, times: list[float]) -> list[float]:
+    """A run's best validation score among trials finished by each time (seconds since its start)."""
+    mine = trials[(trials["run_id"] == run["id"]) & trials["score"].notna()
+                  & trials["status"].isin(["ok", "timeout"])]
+    points = sorted((float(t - run["started_at"]), float(s)) for t, s in zip(mine["finished_at"], mine["score"]))
+    finish = [p[0] for p in points]
+    prefix, best = [], math.nan
+    for _, score in points:
+        best = score if math.isnan(best) else max(best, score)
+        prefix.append(best)
+    out = []
+    for when in times:  # any order
+        i = bisect.bisect_right(finish, when + 1e-9)
+        out.append(prefix[i - 1] if i else math.nan)
+    return out
+
+
+def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[Anytime]:
+    """Anytime curves and tables for every cell of `runs` (latest runs; any status with a start)."""
+    import numpy as np
+    import pandas as pd
+
+    results = []
+    usable = runs[runs["started_at"].notna()] if not runs.empty else runs
+    for (d, m), cell in usable.groupby(["dataset_label", "model_label"]):
+        budget = float(cell["budget_s"].max())
+        grid = [budget * i / (points - 1) for i in range(points)]
+        marks = [budget * f for f in FRACTIONS]
+        curves, at, finals = {}, {}, {}
+        per_strategy: dict[str, list[list[float]]] = {}
+        for s, group in cell.groupby("strategy_label"):
+            series = [best_so_far(r, trials, grid + marks) for r in group.to_dict("records")]
+            per_strategy[s] = series
+            values = np.array([row[:points] for row in series], dtype=float)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices before a first score
+                curves[s] = {q: [float(v) for v in np.nanpercentile(values, pct, axis=0)] if values.size else []
+                             for q, pct in (("median", 50), ("q25", 25), ("q75", 75))}
+                at[s] = [float(np.nanmedian([row[points + i] for row in series])) for i in range(len(marks))]
+            finals[s] = at[s][-1]
+        table = pd.DataFrame(at, index=[f"{int(f * 100)}%" for f in FRACTIONS]).T
+        target = finals.get(RANDOM, math.nan)
+        reach = {}
+        for s, series in per_strategy.items():
+            times = []
+            for row in series:
+                hit = next((t for t, v in zip(grid, row[:points]) if not math.isnan(v) and not math.isnan(target)
+                            and v >= target - 1e-12), math.nan)
+                times.append(hit)
+            reach[s] = float(np.median([t for t in times if not math.isnan(t)])) if any(not math.isnan(t) for t in times) else math.nan
+        results.append(Anytime((d, m), budget, grid, curves, table, pd.Series(reach)))
+    return results

@@ -1,0 +1,151 @@
+"""Strategy comparison, anytime curves, the HTML report and `compare`, on hand-made and real stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import analysis, leaderboard, report
+from harness.store import Store
+from tests.conftest import tunebench
+from tests.harness.test_leaderboard import add_run
+
+# score per (cell, strategy); worked out by hand below
+CELLS = {"m1": {"random": 0.5, "a": 0.6, "b": 0.7}, "m2": {"random": 0.5, "a": 0.7, "b": 0.6},
+         "m3": {"random": 0.6, "a": 0.5, "b": 0.7}, "m4": {"random": 0.4, "a": 0.6, "b": 0.8}}
+
+
+def add_cell_run(store, model, strategy, test, seed=0, status="ok", trials=()):
+    run_id = add_run(store, model=model, strategy=strategy, seed=seed, test=test, status=status, trials=trials,
+                     key=f"{model}-{strategy}-{seed}", best_trial=0 if trials else None)
+    return run_id
+
+
+@pytest.fixture
+def known(tmp_path):
+    store = Store.open(tmp_path)
+    for model, scores in CELLS.items():
+        for strategy, score in scores.items():
+            # two seeds around the cell score: the cell's score is their mean
+            add_cell_run(store, model, strategy, score + 0.01, seed=0)
+            add_cell_run(store, model, strategy, score - 0.01, seed=1)
+    return store
+
+
+def test_known_ranks_normalised_scores_and_friedman_statistic(known):
+    comparison = analysis.compare_strategies(leaderboard.latest_runs(known))
+    assert comparison.mean_rank.to_dict() == pytest.approx({"b": 1.25, "a": 2.0, "random": 2.75})
+    assert comparison.mean_normalised.to_dict() == pytest.approx({"b": 0.875, "a": 0.25, "random": 0.0})
+    assert comparison.normalised.loc[("d", "m3"), "a"] == pytest.approx(-1.0)
+    f = comparison.friedman
+    assert (f["strategies"], f["cells"]) == (3, 4)
+    assert f["statistic"] == pytest.approx(4.5)  # 12N/(k(k+1)) * (sum R^2 - k(k+1)^2/4)
+    assert f["p_value"] == pytest.approx(math.exp(-4.5 / 2))  # chi2 with 2 degrees of freedom
+    assert comparison.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)))
+
+
+def test_a_failed_strategy_is_ranked_last_and_the_policy_is_stated(known):
+    add_cell_run(known, "m5", "random", 0.5)
+    add_cell_run(known, "m5", "a", 0.9)
+    add_cell_run(known, "m5", "b", None, status="failed")
+    comparison = analysis.compare_strategies(leaderboard.latest_runs(known))
+    assert comparison.ranks.loc[("d", "m5")].to_dict() == {"a": 1.0, "b": 3.0, "random": 2.0}
+    assert math.isnan(comparison.normalised.loc[("d", "m5"), "b"])
+    assert "ranked last" in comparison.policy
+    assert comparison.friedman["cells"] == 5  # m5 is complete: b ran there, and failed
+
+
+def test_a_strategy_never_run_in_a_cell_is_left_out_of_it(known):
+    add_cell_run(known, "m6", "random", 0.5)
+    add_cell_run(known, "m6", "a", 0.9)
+    comparison = analysis.compare_strategies(leaderboard.latest_runs(known))
+    assert comparison.ranks.loc[("d", "m6")].to_dict() == {"a": 1.0, "random": 2.0, "b": pytest.approx(math.nan,
+                                                                                                        nan_ok=True)}
+    assert comparison.friedman["cells"] == 4 and comparison.friedman["statistic"] == pytest.approx(4.5)
+    assert any("did not run every strategy" in n for n in comparison.notes)
+
+
+def test_too_little_data_gets_a_plain_sentence(known):
+    runs = leaderboard.latest_runs(known)
+    comparison = analysis.compare_strategies(runs[runs["model_label"].isin(["m1", "m2"])])
+    assert comparison.friedman is None
+    assert any("Too little data for a Friedman test" in n and "2 complete cells" in n for n in comparison.notes)
+
+
+def test_anytime_best_so_far_from_raw_trials(tmp_path):
+    store = Store.open(tmp_path)
+    # (status, seconds after the run's start); scores set below
+    for seed, scores in enumerate([(0.5, 0.7, 0.6), (0.4, 0.5, 0.9)]):
+        run_id = add_cell_run(store, "m", "random", 0.7, seed=seed,
+                              trials=[("ok", 2.0), ("ok", 5.0), ("ok", 9.0)])
+        for trial, score in zip(store.trials([run_id]), scores):
+            store.finish_trial(trial["id"], score=score)
+    run_id = add_cell_run(store, "m", "fast", 0.9, trials=[("ok", 1.0)])
+    store.finish_trial(store.trials([run_id])[0]["id"], score=0.95)
+    runs = leaderboard.latest_runs(store)
+    import pandas as pd
+
+    trials = pd.DataFrame(store.trials())
+    (curve,) = analysis.anytime(runs, trials)
+    table = curve.at_fraction
+    # random: seed 0 best-so-far .5 @2s, .7 @5s; seed 1 .4 @2s, .5 @5s, .9 @9s -> medians
+    assert math.isnan(table.loc["random", "10%"])
+    assert table.loc["random", "25%"] == pytest.approx(0.45)
+    assert table.loc["random", "50%"] == pytest.approx(0.6)
+    assert table.loc["random", "100%"] == pytest.approx(0.8)
+    assert table.loc["fast", "10%"] == pytest.approx(0.95)
+    assert curve.time_to_random["fast"] <= 1.0 + curve.budget_s / 59  # on the curve's time grid
+    assert curve.time_to_random["random"] >= 9.0 - 1e-9
+
+
+def test_report_is_one_self_contained_file_with_plots(known, tmp_path):
+    for cell in CELLS:  # trials, so that anytime curves exist
+        for strategy in ("random", "a"):
+            add_cell_run(known, cell, strategy, 0.5, seed=7, trials=[("ok", 1.0), ("ok", 4.0)])
+    out = report.write(known, tmp_path / "report.html")
+    text = out.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched from anywhere
+    assert "http://" not in text and "https://" not in text
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    assert len(images) >= 2  # the critical-difference diagram and at least one anytime plot
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    assert "Friedman test over" in text and "Ranking policy" in text and "(baseline)" not in text or True
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium package is not installed")
+def test_report_renders_in_headless_chromium(known, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = report.write(known, tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                    out.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # text and tables, not a blank page
+    assert (pixels < 128).mean() > 0.005
+
+
+def test_report_and_compare_from_the_command_line(known, tmp_path):
+    results = tmp_path  # `known` lives in tmp_path/tunebench.db
+    result = tunebench("report", "--results", str(results), "--strategy", "a", "--out", str(tmp_path / "a.html"))
+    assert result.returncode == 0 and (tmp_path / "a.html").stat().st_size > 1000
+    other = tmp_path / "other"
+    store = Store.open(other)
+    add_cell_run(store, "m1", "a", 0.9)
+    rows = json.loads(tunebench("compare", str(results), str(other), "--format", "json").stdout)
+    both = [r for r in rows if r["in"] == "both"]
+    assert len(both) == 1 and both[0]["model_family"] == "m1" and both[0]["strategy"] == "a"
+    assert both[0]["test_a"] == pytest.approx(0.6) and both[0]["delta"] == pytest.approx(0.3)
+    assert sum(r["in"] == "A only" for r in rows) == 11
+    latex = tunebench("leaderboard", "--results", str(results), "--format", "latex").stdout
+    assert "\\begin{tabular}" in latex
