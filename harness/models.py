@@ -96,6 +96,10 @@ class ModelFamily(Configurable):
                             f"{spec.input_shape[1]} (resize it with the dataset's size option)")
         return problems
 
+    def check_resources(self) -> list[str]:
+        """Problems with what the family needs from outside (pretrained weights), before any training."""
+        return []
+
     def compile(self, model: keras.Model, settings: TrainingSettings, spec: DataSpec) -> None:
         """Compile with the settings' optimizer and the task's loss and metrics."""
         model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),

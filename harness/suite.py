@@ -40,6 +40,8 @@ TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "see
              "model_families", "strategies"}
 SECTIONS = {"datasets": "datasets", "model_families": "model_families", "strategies": "strategies"}
 LABEL_KEY = "as"
+BUDGET_KEY = "budget"  # per-strategy budget
+PAIR_KEY = "model_families"  # a strategy paired only with these family labels
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Entry:
     label: str
     #: For a strategy: the only model family it pairs with (e.g. autokeras), or None.
     requires: str | None = None
+    #: For a strategy: its own budget (seconds), overriding the suite's.
+    budget_s: float | None = None
+    #: For a strategy: the model-family labels it is paired with (None: all).
+    only: tuple[str, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "options": dict(self.options)}
@@ -101,18 +107,21 @@ class Suite:
 
     def families_for(self, strategy: Entry) -> list[Entry]:
         """The model families a strategy is paired with."""
+        if strategy.only is not None:
+            return [m for m in self.model_families if m.label in strategy.only]
         if strategy.requires is None:
             return list(self.model_families)
         listed = [m for m in self.model_families if m.name == strategy.requires]
         return listed or [m for m in self.implied_families if m.name == strategy.requires]
 
     def searches(self) -> list[Search]:
-        return [Search(self.name, d, m, s, seed, self.budget_s, self.trial_budget_s, self.max_epochs)
+        return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs)
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
                 for seed in self.seeds]
 
 
-def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None) -> Suite:
+def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
+               check_resources: bool = True) -> Suite:
     """Read and validate a suite file.
 
     Args:
@@ -133,12 +142,17 @@ def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SuiteError(f"suite {path} is not valid YAML{where}:",
                          [str(getattr(exc, 'problem', exc))]) from None
-    return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget)
+    return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget, check_resources=check_resources)
 
 
 def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = "<suite>",
-                budget: str | None = None) -> Suite:
-    """Validate a suite given as data (the parsed YAML)."""
+                budget: str | None = None, check_resources: bool = True) -> Suite:
+    """Validate a suite given as data (the parsed YAML).
+
+    Args:
+        check_resources: also check that data and pretrained weights are available (off: names,
+            options and pairings only).
+    """
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise SuiteError(f"suite {path} is not valid:", ["the file must be a mapping with keys such as "
@@ -180,7 +194,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     # Data availability and pairings, for the entries that are valid so far.
     specs = {}
     for entry, instance in datasets:
-        for problem in instance.check():
+        for problem in instance.check() if check_resources else []:
             problems.append(f"dataset '{entry.label}': {problem}")
         try:
             specs[entry.label] = instance.spec
@@ -190,6 +204,14 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
         for dataset_label, spec in specs.items():
             for problem in instance.check(spec):
                 problems.append(f"{problem} (pairing {entry.label} with dataset '{dataset_label}')")
+        for problem in instance.check_resources() if check_resources else []:
+            problems.append(f"model family '{entry.label}': {problem}")
+    family_labels = {e.label for e, _ in families}
+    for entry, _ in strategies:
+        for label in entry.only or ():
+            if label not in family_labels:
+                problems.append(f"strategy '{entry.label}': {PAIR_KEY} names '{label}', which is not a model "
+                                f"family label of this suite ({', '.join(sorted(family_labels))})")
 
     if problems:
         raise SuiteError(f"suite {path} is not valid ({len(problems)} problem"
@@ -249,6 +271,22 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
             continue
         options = dict(options)
         label = options.pop(LABEL_KEY, name)
+        entry_budget, only = None, None
+        if section == "strategies":
+            if BUDGET_KEY in options:
+                try:
+                    entry_budget = parse_duration(options.pop(BUDGET_KEY))
+                except ValueError as exc:
+                    problems.append(f"{where} '{label}': budget: {exc}")
+                    continue
+            if PAIR_KEY in options:
+                only = options.pop(PAIR_KEY)
+                if isinstance(only, str):
+                    only = [only]
+                if not isinstance(only, list) or not all(isinstance(x, str) for x in only):
+                    problems.append(f"{where} '{label}': {PAIR_KEY} must be a list of model family labels")
+                    continue
+                only = tuple(only)
         if not isinstance(label, str) or not label:
             problems.append(f"{where} '{name}': '{LABEL_KEY}' must be a non-empty string")
             continue
@@ -263,7 +301,7 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
             problems.extend(f"{where} '{label}': {p}" for p in exc.problems)
             continue
         entry = Entry(name=name, options=dict(instance.options), label=label,
-                      requires=getattr(type(instance), "model_family", None))
+                      requires=getattr(type(instance), "model_family", None), budget_s=entry_budget, only=only)
         identity = json.dumps(entry.identity(), sort_keys=True, default=str)
         if identity in identities:
             problems.append(f"{where} '{label}' repeats {section}[{identities[identity]}] with the same options")

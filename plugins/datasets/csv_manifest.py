@@ -13,6 +13,7 @@ CSV's folder). Missing or unreadable images are skipped, counted and reported.
 
 from __future__ import annotations
 
+import os
 import csv
 from functools import cached_property
 from pathlib import Path
@@ -41,11 +42,12 @@ class CSVManifest(Dataset):
 
     @property
     def csv_path(self) -> Path:
-        return Path(self.options["path"]).expanduser()
+        return Path(os.path.expandvars(self.options["path"])).expanduser()
 
     @property
     def root(self) -> Path:
-        return Path(self.options["root"]).expanduser() if self.options["root"] else self.csv_path.parent
+        return (Path(os.path.expandvars(self.options["root"])).expanduser() if self.options["root"]
+                else self.csv_path.parent)
 
     @cached_property
     def rows(self) -> list[tuple[str, list[str]]]:

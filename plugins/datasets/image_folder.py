@@ -13,6 +13,7 @@ counted and reported.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
@@ -43,7 +44,7 @@ class ImageFolder(Dataset):
 
     @property
     def root(self) -> Path:
-        return Path(self.options["path"]).expanduser()
+        return Path(os.path.expandvars(self.options["path"])).expanduser()
 
     # -- what is on disk --------------------------------------------------------------------------------
     def layout(self) -> str:

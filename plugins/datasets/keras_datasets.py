@@ -59,7 +59,7 @@ class KerasDataset(Dataset):
         dirs: list[Path] = []
         for base in (self.options["data_dir"], data_dir()):
             if base:
-                base = Path(base).expanduser()
+                base = Path(os.path.expandvars(str(base))).expanduser()
                 dirs += [base, base / self.name, base / self.keras_name]
         keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
         dirs += [keras_home, keras_home / self.keras_name]

@@ -77,16 +77,22 @@ def resolutions_for(name: str, resolutions: list[int]) -> list[int]:
     return sorted({max(int(r), low) for r in resolutions})
 
 
-def check_options(options: dict[str, Any]) -> list[str]:
-    """Problems with the backbone options, and missing weights, found before any training."""
-    problems = []
+def check_structure(options: dict[str, Any]) -> None:
+    """Options that can never work (unknown backbones), as an options error."""
+    from harness.errors import OptionsError
+
     unknown = [b for b in options["backbones"] if b not in BACKBONES]
     if unknown or not options["backbones"]:
-        problems.append(f"unknown backbone(s) {unknown or '[]'}; choose from {', '.join(BACKBONES)}")
-        return problems
+        raise OptionsError("backbone options are not valid:",
+                           [f"unknown backbone(s) {unknown or '[]'}; choose from {', '.join(BACKBONES)}"])
+
+
+def check_options(options: dict[str, Any]) -> list[str]:
+    """Missing weights (or a weights file that does not fit), found before any training."""
+    problems = []
     weights = options["weights"]
     if weights not in ("imagenet", "none"):
-        if not Path(weights).expanduser().is_file():
+        if not Path(os.path.expandvars(weights)).expanduser().is_file():
             problems.append(f"weights file {weights} does not exist (option `weights`: imagenet, none, or a path)")
         if len(options["backbones"]) > 1:
             problems.append("a weights file fits one backbone: list a single backbone with it")

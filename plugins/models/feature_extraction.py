@@ -32,8 +32,12 @@ class FeatureExtraction(ModelFamily):
                       "resolutions": Option(list, [96], "input resolutions to choose from (raised to each "
                                                         "backbone's minimum)")}
 
-    def check(self, spec):
-        return super().check(spec) + backbones.check_options(self.options)
+    def __init__(self, **options):
+        super().__init__(**options)
+        backbones.check_structure(self.options)
+
+    def check_resources(self):
+        return backbones.check_options(self.options)
 
     def build(self, hp, spec):
         import keras

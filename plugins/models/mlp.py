@@ -6,7 +6,7 @@ from harness import ModelFamily, hookimpl, output_layer, scaled_inputs
 
 
 class MLP(ModelFamily):
-    """Dense network: Flatten - [Dense(units, relu) - Dropout] x layers - softmax."""
+    """Dense network: Flatten - [Dense(units x taper^i, relu) - Dropout] x layers - softmax."""
 
     name = "mlp"
     tasks = frozenset({"multiclass", "multilabel"})
@@ -17,14 +17,15 @@ class MLP(ModelFamily):
     def build(self, hp, spec):
         import keras
 
-        layers = hp.Int("layers", 1, 3, default=1)
-        units = hp.Int("units", 32, 1024, log=True, default=512)
+        layers = hp.Int("layers", 1, 4, default=1)
+        units = hp.Int("units", 32, 2048, log=True, default=512)
+        taper = hp.Choice("taper", [1.0, 0.5], default=1.0)  # each layer's width x taper (2048-1024-512-256)
         dropout = hp.Float("dropout", 0.0, 0.5, default=0.0)
         activation = hp.Choice("activation", ["relu", "tanh", "elu"], default="relu")
         inputs, x = scaled_inputs(spec)
         x = keras.layers.Flatten()(x)
-        for _ in range(layers):
-            x = keras.layers.Dense(units, activation=activation)(x)
+        for i in range(layers):
+            x = keras.layers.Dense(max(1, int(round(units * taper**i))), activation=activation)(x)
             if dropout > 0:
                 x = keras.layers.Dropout(dropout)(x)
         return keras.Model(inputs, output_layer(spec, x), name="mlp")

@@ -40,6 +40,7 @@ class ScratchCNN(ModelFamily):
         kernel = hp.Choice("kernel_size", [3, 5], default=3)
         padding = hp.Choice("padding", ["same", "valid"], default="same")
         pooling = hp.Choice("pooling", ["max", "avg"], default="max")
+        pool_size = hp.Choice("pool_size", [2, 3], default=2)
         final_pool = hp.Boolean("final_pool", default=True)
         batch_norm = hp.Choice("batch_norm", ["none", "before_activation", "after_activation"], default="none")
         activation = hp.Choice("activation", ["relu", "elu", "selu", "tanh"], default="relu")
@@ -63,10 +64,10 @@ class ScratchCNN(ModelFamily):
                 x = keras.layers.Activation(activation)(x)
                 if batch_norm == "after_activation":
                     x = keras.layers.BatchNormalization()(x)
-            if (i < blocks - 1 or final_pool) and size >= 2:
+            if (i < blocks - 1 or final_pool) and size >= pool_size:
                 pool = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
-                x = pool(2)(x)
-                size //= 2
+                x = pool(pool_size)(x)
+                size //= pool_size
             if dropout > 0:
                 x = keras.layers.Dropout(dropout)(x)
         head = hp.Choice("head", ["flatten", "gap"], default="flatten")

@@ -27,8 +27,12 @@ class Transfer(ModelFamily):
     default_batch_size = 32
     options_schema = backbones.OPTIONS
 
-    def check(self, spec):
-        return super().check(spec) + backbones.check_options(self.options)
+    def __init__(self, **options):
+        super().__init__(**options)
+        backbones.check_structure(self.options)
+
+    def check_resources(self):
+        return backbones.check_options(self.options)
 
     def build(self, hp, spec):
         import keras

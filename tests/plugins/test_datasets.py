@@ -224,7 +224,7 @@ strategies: [random]
                                                                  "--format", "json").stdout)}
     assert set(runs) == {"image_folder", "csv_manifest", "synthetic_multilabel"}
     assert all(r["status"] == "ok" and r["test_score"] is not None for r in runs.values())
-    assert runs["csv_manifest"]["objective"] == "val_binary_accuracy"  # multilabel
+    assert runs["csv_manifest"]["objective"] == "val_f1_macro"  # multilabel
     assert runs["image_folder"]["data_notes"]["skipped"] == 1
     board = json.loads(tunebench("leaderboard", "--results", str(results), "--format", "json").stdout)
     assert {r["dataset"] for r in board} == set(runs)

@@ -1,0 +1,25 @@
+"""Fixed-configuration mode: run one configuration (the family's defaults plus its pinned `params`).
+
+Pin a model family's hyperparameters to published values (`params:` in the suite) and pair it
+with `fixed` to re-run the original experiment exactly; `repeats` trains it several times.
+"""
+
+from __future__ import annotations
+
+from harness import FixedHyperParameters, Option, SearchStrategy, hookimpl
+
+
+class Fixed(SearchStrategy):
+    """Runs exactly one configuration: the family's defaults with its pinned `params` (re-runs a published setting)."""
+
+    name = "fixed"
+    options_schema = {"repeats": Option(int, 1, "train the configuration this many times", minimum=1)}
+
+    def search(self, ctx):
+        for _ in range(self.options["repeats"]):
+            ctx.run_trial(FixedHyperParameters())
+
+
+@hookimpl
+def tunebench_register_search_strategies(registry):
+    registry.add(Fixed)
