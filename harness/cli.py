@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", metavar="DURATION", help="override the suite's per-search budget, e.g. 30s, 2m")
     p.add_argument("--rerun-failed", action="store_true", help="run again the searches whose last run failed")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="searches to run at once (default 1)")
+    p.add_argument("--dataset", action="append", metavar="LABEL", help="run only this dataset's searches (repeatable)")
+    p.add_argument("--model-family", action="append", metavar="LABEL",
+                   help="run only this model family's searches (repeatable)")
+    p.add_argument("--strategy", action="append", metavar="LABEL", help="run only this strategy's searches (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Keras's logs instead of progress lines")
 
     p = sub.add_parser("validate", help="check a suite file without running it")
@@ -132,7 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise TunebenchError("--workers must be at least 1")
     store = Store.open(args.results, args.store)
+    suite = suite.select(datasets=args.dataset, model_families=args.model_family, strategies=args.strategy)
     searches = suite.searches()
+    if not searches:
+        raise TunebenchError("the --dataset / --model-family / --strategy filters leave no search to run")
     print(f"suite '{suite.name}': {len(searches)} searches, budget {args.budget or _dur(suite.budget_s)} each, "
           f"results in {args.results}", file=sys.stderr)
     outcomes = Runner(suite, store, args.results, workers=args.workers, rerun_failed=args.rerun_failed,

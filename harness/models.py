@@ -134,6 +134,26 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
 
 
+DEFAULT_AUGMENTATION = {"flip": "horizontal", "shift": 0.1, "rotation": 0.05, "zoom": 0.1}
+
+
+def augmentation(x: Any, strengths: Mapping[str, Any] | None = None) -> Any:
+    """Random flip, shift, rotation and zoom as Keras preprocessing layers inside the model: they run
+    on the accelerator, only while training (identity at inference)."""
+    import keras
+
+    o = {**DEFAULT_AUGMENTATION, **(strengths or {})}
+    if o["flip"] != "none":
+        x = keras.layers.RandomFlip(o["flip"])(x)
+    if o["shift"]:
+        x = keras.layers.RandomTranslation(o["shift"], o["shift"])(x)
+    if o["rotation"]:
+        x = keras.layers.RandomRotation(o["rotation"])(x)
+    if o["zoom"]:
+        x = keras.layers.RandomZoom(o["zoom"])(x)
+    return x
+
+
 def stopped(callbacks: Sequence[Any]) -> bool:
     """Whether the harness's callback stopped training (deadline or NaN): a multi-phase `fit`
     must not start its next phase then."""

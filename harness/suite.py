@@ -114,6 +114,19 @@ class Suite:
         listed = [m for m in self.model_families if m.name == strategy.requires]
         return listed or [m for m in self.implied_families if m.name == strategy.requires]
 
+    def select(self, *, datasets: list[str] | None = None, model_families: list[str] | None = None,
+               strategies: list[str] | None = None) -> Suite:
+        """The same suite restricted to some labels (a search keeps its identity, so results are shared)."""
+        import dataclasses
+
+        def keep(entries: tuple[Entry, ...], labels: list[str] | None) -> tuple[Entry, ...]:
+            return entries if not labels else tuple(e for e in entries if e.label in labels)
+
+        return dataclasses.replace(self, datasets=keep(self.datasets, datasets),
+                                   model_families=keep(self.model_families, model_families),
+                                   implied_families=keep(self.implied_families, model_families),
+                                   strategies=keep(self.strategies, strategies))
+
     def searches(self) -> list[Search]:
         return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs)
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
@@ -194,12 +207,16 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     # Data availability and pairings, for the entries that are valid so far.
     specs = {}
     for entry, instance in datasets:
-        for problem in instance.check() if check_resources else []:
+        found = instance.check() if check_resources else []
+        for problem in found:
             problems.append(f"dataset '{entry.label}': {problem}")
+        if found:
+            continue
         try:
             specs[entry.label] = instance.spec
-        except Exception as exc:  # a spec needs metadata that may be missing
-            problems.append(f"dataset '{entry.label}': {exc}")
+        except Exception as exc:  # a spec can need files (a CSV's classes) that may be missing
+            if check_resources:
+                problems.append(f"dataset '{entry.label}': {exc}")
     for entry, instance in families + implied:
         for dataset_label, spec in specs.items():
             for problem in instance.check(spec):

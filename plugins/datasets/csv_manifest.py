@@ -79,7 +79,7 @@ class CSVManifest(Dataset):
 
     def check(self) -> list[str]:
         if not self.csv_path.is_file():
-            return [f"CSV file {self.csv_path} does not exist (option `path`)"]
+            return [f"CSV file {self.csv_path} does not exist (option `path`)" + _unset_hint(self.options["path"])]
         try:
             rows = self.rows
         except DataError as exc:
@@ -119,6 +119,12 @@ class CSVManifest(Dataset):
         if decoded.skipped:
             self.notes = {"skipped": len(decoded.skipped), "skipped_files": dict(list(decoded.skipped.items())[:50])}
         return ArrayData(decoded.x, y[decoded.kept])
+
+
+def _unset_hint(path: str) -> str:
+    """Name the environment variable a path still contains, when it is not set."""
+    expanded = os.path.expandvars(path)
+    return "; an environment variable in it is not set (TUNEBENCH_DATA: use --data-dir)" if "$" in expanded else ""
 
 
 @hookimpl

@@ -94,7 +94,7 @@ class ImageFolder(Dataset):
     def check(self) -> list[str]:
         root = self.root
         if not root.is_dir():
-            return [f"folder {root} does not exist (option `path`)"]
+            return [f"folder {root} does not exist (option `path`)" + _unset_hint(self.options["path"])]
         layout = self.layout()
         problems = []
         if layout == "tiny_imagenet":
@@ -151,6 +151,12 @@ class ImageFolder(Dataset):
         if test is None and val is not None:  # no test folder: pool both, the harness carves val and test
             return ArrayData(np.concatenate([x, val[0]]), np.concatenate([y, val[1]]))
         return ArrayData(x, y, *(test or (None, None)), *(val or (None, None)))
+
+
+def _unset_hint(path: str) -> str:
+    """Name the environment variable a path still contains, when it is not set."""
+    expanded = os.path.expandvars(path)
+    return "; an environment variable in it is not set (TUNEBENCH_DATA: use --data-dir)" if "$" in expanded else ""
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from harness import ModelFamily, Option, hookimpl, output_layer, scaled_inputs
+from harness.models import DEFAULT_AUGMENTATION, augmentation
 
 
 class ScratchCNN(ModelFamily):
@@ -25,7 +26,7 @@ class ScratchCNN(ModelFamily):
     default_batch_size = 64
     default_epochs = 10
     options_schema = {
-        "augmentation": Option(dict, {"flip": "horizontal", "shift": 0.1, "rotation": 0.05, "zoom": 0.1},
+        "augmentation": Option(dict, dict(DEFAULT_AUGMENTATION),
                                "strengths used when the `augment` hyperparameter is on: flip (horizontal, "
                                "vertical, horizontal_and_vertical or none), shift, rotation, zoom"),
     }
@@ -50,7 +51,7 @@ class ScratchCNN(ModelFamily):
 
         inputs, x = scaled_inputs(spec)
         if augment:
-            x = self._augmentation(x)
+            x = augmentation(x, self.options["augmentation"])
         size = side
         for i in range(blocks):
             filters = hp.Choice(f"filters_{i}", [16, 32, 64, 128, 256], default=min(256, 32 * 2**i))
@@ -92,20 +93,6 @@ class ScratchCNN(ModelFamily):
         if kind == "l2":
             return keras.regularizers.L2(strength)
         return keras.regularizers.L1L2(l1=strength, l2=strength)
-
-    def _augmentation(self, x):
-        import keras
-
-        o = {"flip": "horizontal", "shift": 0.1, "rotation": 0.05, "zoom": 0.1, **self.options["augmentation"]}
-        if o["flip"] != "none":
-            x = keras.layers.RandomFlip(o["flip"])(x)
-        if o["shift"]:
-            x = keras.layers.RandomTranslation(o["shift"], o["shift"])(x)
-        if o["rotation"]:
-            x = keras.layers.RandomRotation(o["rotation"])(x)
-        if o["zoom"]:
-            x = keras.layers.RandomZoom(o["zoom"])(x)
-        return x
 
 
 @hookimpl

@@ -12,7 +12,7 @@ the backbone's own preprocessing.
 from __future__ import annotations
 
 from harness import ModelFamily, TrainingSettings, hookimpl, make_optimizer, output_layer, scaled_inputs
-from harness.models import loss_for, metrics_for, stopped
+from harness.models import augmentation, loss_for, metrics_for, stopped
 from plugins.models import backbones
 
 
@@ -42,7 +42,8 @@ class Transfer(ModelFamily):
         sizes = backbones.resolutions_for(name, self.options["resolutions"])
         resolution = hp.Choice("resolution", sizes, default=sizes[0])
         inputs, _ = scaled_inputs(spec)
-        x = backbones.preprocess(inputs, name, resolution)
+        x = augmentation(inputs) if hp.Boolean("augment", default=False) else inputs
+        x = backbones.preprocess(x, name, resolution)
         base = backbones.build_base(name, (resolution, resolution, 3), self.options["weights"], self.options["alpha"])
         base.trainable = False
         x = base(x, training=False)  # batch norm stays in inference mode, also when fine-tuned
