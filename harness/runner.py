@@ -64,6 +64,7 @@ class _Active:
     finalize_started: float | None = None
     killed: str | None = None
     killed_at: float | None = None
+    killed_cpu_s: float | None = None
     trials: int = 0
     ok_trials: int = 0
     best: float | None = None
@@ -273,6 +274,7 @@ class Runner:
 
     def _kill(self, a: _Active, why: str) -> None:
         a.killed, a.killed_at = why, time.time()
+        a.killed_cpu_s = _cpu_seconds(a.proc.pid)  # the child can no longer record it itself
         _kill(a.proc)
 
     def _ended(self, a: _Active) -> Outcome | _Active:
@@ -284,8 +286,11 @@ class Runner:
         if a.killed and a.phase == "search":
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
                                          finished_at=a.killed_at)
+            gpus = len((run["hardware"] or {}).get("gpus", []))
+            started = run["started_at"] or a.killed_at
             self.store.update_run(run_id, finished_at=a.killed_at, stop_reason="killed",
-                                  error=f"search stopped by the runner: {a.killed}")
+                                  error=f"search stopped by the runner: {a.killed}", cpu_seconds=a.killed_cpu_s,
+                                  accelerator_seconds=(a.killed_at - started) * gpus)
             follow_up = self._launch(a.search, a.index, finalize_job=a.job)
             follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
             return follow_up
@@ -318,6 +323,17 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, with its children) a process has used so far."""
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system + t.children_user + t.children_system)
+    except Exception:  # gone already
+        return None
 
 
 def _alive(run: dict[str, Any]) -> bool:

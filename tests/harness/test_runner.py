@@ -51,6 +51,7 @@ def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
     # the best configuration found before the hang is still evaluated on test, in a fresh process
     assert run["status"] == "ok" and run["stop_reason"] == "killed" and run["test_score"] is not None
     assert run["best_trial"] in (0, 1)
+    assert run["cpu_seconds"] > 0  # measured by the runner before the kill
 
 
 def test_a_crashed_search_process_is_recorded_as_failed_with_the_reason(trouble):
