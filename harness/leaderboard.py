@@ -29,6 +29,10 @@ COLUMNS = ["dataset", "model_family", "strategy", "rank", "seeds", "runs", "runs
            "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "backend", "weights"]
 
 
+COUNT_COLUMNS = ["seeds", "runs", "runs_ok", "runs_failed", "trials_ok", "trials_failed", "trials_timeout",
+                 "trials_pruned", "trials_nan"]
+
+
 def latest_runs(store: Store, suite: str | None = None, *, dataset: str | None = None,
                 model_family: str | None = None, strategy: str | None = None) -> pd.DataFrame:
     """The newest run of every search (interrupted attempts that were re-run drop out), filtered by
@@ -126,6 +130,8 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     board = board.sort_values(["dataset", "rank"], na_position="last")
     if baselines:
         board = pd.concat([board, baseline_rows(runs)], ignore_index=True)
+    for column in COUNT_COLUMNS:  # baseline rows have no counts: keep the others integers
+        board[column] = board[column].astype("Int64")
     return board[COLUMNS].reset_index(drop=True)
 
 
