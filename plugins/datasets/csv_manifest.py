@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
-from plugins.datasets.image_folder import image_size
+from plugins.datasets.image_folder import _unset_hint, image_size
 
 
 class CSVManifest(Dataset):
@@ -119,12 +119,6 @@ class CSVManifest(Dataset):
         if decoded.skipped:
             self.notes = {"skipped": len(decoded.skipped), "skipped_files": dict(list(decoded.skipped.items())[:50])}
         return ArrayData(decoded.x, y[decoded.kept])
-
-
-def _unset_hint(path: str) -> str:
-    """Name the environment variable a path still contains, when it is not set."""
-    expanded = os.path.expandvars(path)
-    return "; an environment variable in it is not set (TUNEBENCH_DATA: use --data-dir)" if "$" in expanded else ""
 
 
 @hookimpl

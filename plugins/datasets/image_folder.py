@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
-from harness.images import is_image
+from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, is_image, load_images
 
 LAYOUTS = ("auto", "classes", "splits", "tiny_imagenet")
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import tempfile
 
-from harness import ModelFamily, TrainingSettings, hookimpl, require
-from harness.models import loss_for, metrics_for
-from harness.space import as_keras_tuner
+from harness import ModelFamily, TrainingSettings, as_keras_tuner, hookimpl, loss_for, metrics_for, require
 
 
 class AutoKerasImage(ModelFamily):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import DataError, Option
+from harness import DataError, ModelFamily, Option, OptionsError, augmentation, scaled_inputs
 
 CAFFE_MEAN = (103.939, 116.779, 123.68)
 
@@ -79,8 +79,6 @@ def resolutions_for(name: str, resolutions: list[int]) -> list[int]:
 
 def check_structure(options: dict[str, Any]) -> None:
     """Options that can never work (unknown backbones), as an options error."""
-    from harness.errors import OptionsError
-
     unknown = [b for b in options["backbones"] if b not in BACKBONES]
     if unknown or not options["backbones"]:
         raise OptionsError("backbone options are not valid:",
@@ -158,3 +156,39 @@ def preprocess(x: Any, name: str, resolution: int) -> Any:
         x = layers.Normalization(mean=list(CAFFE_MEAN), variance=[1.0, 1.0, 1.0])(x)
     del keras
     return x
+
+
+class BackboneFamily(ModelFamily):
+    """What `transfer` and `feature_extraction` share: backbone options, the weights check, and the
+    frozen backbone (chosen, resized, preprocessed) that their heads sit on."""
+
+    tasks = frozenset({"multiclass", "multilabel"})
+    min_input_size = 8
+    options_schema = OPTIONS
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_structure(self.options)
+
+    def check_resources(self) -> list[str]:
+        return check_options(self.options)
+
+    def frozen_base(self, hp: Any, spec: Any, *, augment: bool = False) -> tuple[Any, Any, Any]:
+        """(inputs, backbone output in inference mode, backbone): declares `backbone` and `resolution`
+        (and `augment` when asked)."""
+        import keras
+
+        name = hp.Choice("backbone", list(self.options["backbones"]), default=self.options["backbones"][0])
+        sizes = resolutions_for(name, self.options["resolutions"])
+        resolution = hp.Choice("resolution", sizes, default=sizes[0])
+        self._built = (name, resolution)
+        if self.options["weights"] == "none":
+            keras.utils.set_random_seed(0)  # a random backbone is the same in every trial and rebuild
+        inputs, _ = scaled_inputs(spec)
+        x = inputs
+        if augment and hp.Boolean("augment", default=False):
+            x = augmentation(x)
+        x = preprocess(x, name, resolution)
+        base = build_base(name, (resolution, resolution, 3), self.options["weights"], self.options["alpha"])
+        base.trainable = False
+        return inputs, base(x, training=False), base  # batch norm stays in inference mode, also when fine-tuned

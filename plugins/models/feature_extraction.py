@@ -13,18 +13,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness import ModelFamily, Option, hookimpl, make_optimizer, output_layer, scaled_inputs
-from harness.images import cache_dir
-from harness.models import loss_for, metrics_for
+from harness import Option, cache_dir, hookimpl, loss_for, make_optimizer, metrics_for, output_layer
 from plugins.models import backbones
 
 
-class FeatureExtraction(ModelFamily):
+class FeatureExtraction(backbones.BackboneFamily):
     """Frozen pretrained backbone, features cached once on disk; trials search only the dense head."""
 
     name = "feature_extraction"
-    tasks = frozenset({"multiclass", "multilabel"})
-    min_input_size = 8
     default_optimizer = "adam"
     default_batch_size = 64
     default_epochs = 20
@@ -32,28 +28,12 @@ class FeatureExtraction(ModelFamily):
                       "resolutions": Option(list, [96], "input resolutions to choose from (raised to each "
                                                         "backbone's minimum)")}
 
-    def __init__(self, **options):
-        super().__init__(**options)
-        backbones.check_structure(self.options)
-
-    def check_resources(self):
-        return backbones.check_options(self.options)
-
     def build(self, hp, spec):
         import keras
         from keras import layers
 
-        name = hp.Choice("backbone", list(self.options["backbones"]), default=self.options["backbones"][0])
-        sizes = backbones.resolutions_for(name, self.options["resolutions"])
-        resolution = hp.Choice("resolution", sizes, default=sizes[0])
-        self._built = (name, resolution)  # what `fit` keys the feature cache on
-        if self.options["weights"] == "none":
-            keras.utils.set_random_seed(0)  # a random backbone must be the same in every trial
-        inputs, _ = scaled_inputs(spec)
-        x = backbones.preprocess(inputs, name, resolution)
-        base = backbones.build_base(name, (resolution, resolution, 3), self.options["weights"], self.options["alpha"])
-        base.trainable = False
-        features = layers.GlobalAveragePooling2D(name="features")(base(x, training=False))
+        inputs, x, _ = self.frozen_base(hp, spec)  # sets self._built, what `fit` keys the feature cache on
+        features = layers.GlobalAveragePooling2D(name="features")(x)
         head_in = keras.Input(shape=features.shape[1:])
         h = head_in
         for i in range(hp.Int("head_layers", 0, 2, default=1)):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 
-from harness import ModelFamily, Option, hookimpl, output_layer, scaled_inputs
-from harness.models import DEFAULT_AUGMENTATION, augmentation
+from harness import DEFAULT_AUGMENTATION, ModelFamily, Option, augmentation, hookimpl, output_layer, scaled_inputs
 
 
 class ScratchCNN(ModelFamily):

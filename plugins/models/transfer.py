@@ -11,42 +11,23 @@ the backbone's own preprocessing.
 
 from __future__ import annotations
 
-from harness import ModelFamily, TrainingSettings, hookimpl, make_optimizer, output_layer, scaled_inputs
-from harness.models import augmentation, loss_for, metrics_for, stopped
+from harness import TrainingSettings, hookimpl, loss_for, make_optimizer, metrics_for, output_layer, stopped
 from plugins.models import backbones
 
 
-class Transfer(ModelFamily):
+class Transfer(backbones.BackboneFamily):
     """Pretrained backbone + new head, trained frozen then fine-tuned (VGG16, InceptionV3, ResNet50, MobileNets, EfficientNetB0)."""
 
     name = "transfer"
-    tasks = frozenset({"multiclass", "multilabel"})
-    min_input_size = 8
     optimizers = ("adam", "rmsprop", "sgd", "nadam")
     default_optimizer = "rmsprop"
     default_batch_size = 32
-    options_schema = backbones.OPTIONS
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        backbones.check_structure(self.options)
-
-    def check_resources(self):
-        return backbones.check_options(self.options)
 
     def build(self, hp, spec):
         import keras
         from keras import layers
 
-        name = hp.Choice("backbone", list(self.options["backbones"]), default=self.options["backbones"][0])
-        sizes = backbones.resolutions_for(name, self.options["resolutions"])
-        resolution = hp.Choice("resolution", sizes, default=sizes[0])
-        inputs, _ = scaled_inputs(spec)
-        x = augmentation(inputs) if hp.Boolean("augment", default=False) else inputs
-        x = backbones.preprocess(x, name, resolution)
-        base = backbones.build_base(name, (resolution, resolution, 3), self.options["weights"], self.options["alpha"])
-        base.trainable = False
-        x = base(x, training=False)  # batch norm stays in inference mode, also when fine-tuned
+        inputs, x, base = self.frozen_base(hp, spec, augment=True)
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dense(hp.Choice("head_units", [128, 256, 512, 1024], default=256), activation="relu")(x)
         x = layers.Dropout(hp.Float("head_dropout", 0.0, 0.6, default=0.3))(x)

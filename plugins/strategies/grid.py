@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from harness import FixedHyperParameters, Option, SearchStrategy, hookimpl
-from harness.errors import OptionsError
+from harness import FixedHyperParameters, Option, OptionsError, SearchStrategy, hookimpl
 
 
 class GridSearch(SearchStrategy):
