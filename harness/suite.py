@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -345,8 +345,3 @@ def _split_item(item: Any, where: str, problems: list[str]) -> tuple[str | None,
         return str(name), options
     problems.append(f"{where}: write a plugin as a name, or as `name: {{option: value}}`; got {item!r}")
     return None, {}
-
-
-def describe(searches: Iterable[Search]) -> str:
-    items = list(searches)
-    return f"{len(items)} search{'es' if len(items) != 1 else ''}"
