@@ -24,7 +24,7 @@ from harness.datasets import ArrayData, Dataset, DataSpec, Splits, split_arrays
 from harness.images import cache_dir, data_dir, is_image, load_images, read_idx
 from harness.errors import (BudgetExhausted, DataError, MissingDependencyError, OptionsError, TrialPruned,
                             TunebenchError, require)
-from harness.models import (DEFAULT_AUGMENTATION, ModelFamily, TrainingSettings, augmentation, loss_for,
+from harness.models import (DEFAULT_AUGMENTATION, ModelFamily, TrainingSettings, augmentation, class_weight_for, loss_for,
                             make_optimizer, metrics_for, output_layer, scaled_inputs, stopped)
 from harness.options import Option
 from harness.plugins import Registry, hookimpl
@@ -34,7 +34,7 @@ from harness.space import (DefaultHyperParameters, FixedHyperParameters, HyperPa
 from harness.strategies import SearchContext, SearchStrategy, TrialRecord
 
 __all__ = [
-    "OptionsError", "cache_dir", "is_image", "DEFAULT_AUGMENTATION", "augmentation", "loss_for", "metrics_for", "stopped",
+    "OptionsError", "cache_dir", "class_weight_for", "is_image", "DEFAULT_AUGMENTATION", "augmentation", "loss_for", "metrics_for", "stopped",
     "ArrayData", "Budget", "BudgetExhausted", "DataError", "DataSpec", "Dataset",
     "DefaultHyperParameters", "FixedHyperParameters", "HyperParameters", "KerasTunerHyperParameters",
     "MissingDependencyError", "ModelFamily", "Option", "OptunaHyperParameters", "Param",

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
     from harness.store import Store
 
-FORMATS = ("table", "md", "csv", "json", "latex")
 BASELINE = "baseline"
 
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export).

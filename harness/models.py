@@ -112,14 +112,12 @@ class ModelFamily(Configurable):
         Overrides must pass `callbacks` to every `model.fit` call: they carry the deadline.
         `settings.extra["class_weight"]`, when true, weights classes by `data.class_weights()`.
         """
-        class_weight = None
-        if settings.extra.get("class_weight"):
-            if data.spec.task == "multiclass":
-                class_weight = data.class_weights()
-            else:  # positive-class weighting of each label's binary cross-entropy
-                weights = data.class_weights()
-                model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task),
-                              loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
+        class_weight = class_weight_for(data, settings)
+        if settings.extra.get("class_weight") and data.spec.task != "multiclass":
+            # positive-class weighting of each label's binary cross-entropy
+            weights = data.class_weights()
+            model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task),
+                          loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
         return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                          epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
                          callbacks=callbacks, verbose=verbose)
@@ -152,6 +150,14 @@ def augmentation(x: Any, strengths: Mapping[str, Any] | None = None) -> Any:
     if o["zoom"]:
         x = keras.layers.RandomZoom(o["zoom"])(x)
     return x
+
+
+def class_weight_for(data: Splits, settings: TrainingSettings) -> dict[int, float] | None:
+    """The `class_weight` argument of `model.fit`: balanced weights when the `class_weight`
+    hyperparameter is on and the task is multiclass (multilabel weighting goes into the loss)."""
+    if settings.extra.get("class_weight") and data.spec.task == "multiclass":
+        return data.class_weights()
+    return None
 
 
 def stopped(callbacks: Sequence[Any]) -> bool:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
              "model_families", "strategies"}
-SECTIONS = {"datasets": "datasets", "model_families": "model_families", "strategies": "strategies"}
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
 PAIR_KEY = "model_families"  # a strategy paired only with these family labels

@@ -141,7 +141,6 @@ def build_base(name: str, shape: tuple[int, int, int], weights: str, alpha: floa
 def preprocess(x: Any, name: str, resolution: int) -> Any:
     """Resize uint8-range images to `resolution`, give them 3 channels, and apply the backbone's
     own preprocessing, all inside the model."""
-    import keras
     from keras import layers, ops
 
     if x.shape[1] != resolution or x.shape[2] != resolution:
@@ -154,7 +153,6 @@ def preprocess(x: Any, name: str, resolution: int) -> Any:
     elif mode == "caffe":  # RGB -> BGR, minus ImageNet's channel means
         x = layers.Lambda(lambda t: ops.flip(t, axis=-1), name="rgb_to_bgr")(x)
         x = layers.Normalization(mean=list(CAFFE_MEAN), variance=[1.0, 1.0, 1.0])(x)
-    del keras
     return x
 
 

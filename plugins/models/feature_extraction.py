@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness import Option, cache_dir, hookimpl, loss_for, make_optimizer, metrics_for, output_layer
+from harness import Option, cache_dir, class_weight_for, hookimpl, loss_for, make_optimizer, metrics_for, output_layer
 from plugins.models import backbones
 
 
@@ -51,8 +51,7 @@ class FeatureExtraction(backbones.BackboneFamily):
         f_val = self._features(extractor, data.x_val, data, "validation")
         head.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
                      loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task))
-        class_weight = data.class_weights() if settings.extra.get("class_weight") and data.spec.task == "multiclass" \
-            else None
+        class_weight = class_weight_for(data, settings)
         return head.fit(f_train, data.y_train, validation_data=(f_val, data.y_val), epochs=settings.epochs,
                         batch_size=settings.batch_size, class_weight=class_weight, callbacks=callbacks,
                         verbose=verbose)
