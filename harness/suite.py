@@ -26,7 +26,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +232,8 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     if problems:
         raise SuiteError(f"suite {path} is not valid ({len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''}):", problems)
+    if budget is not None:  # --budget wins over every budget in the file, per-strategy ones included
+        strategies = [(replace(e, budget_s=None), i) for e, i in strategies]
     return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,  # type: ignore[arg-type]
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),

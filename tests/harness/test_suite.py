@@ -81,6 +81,10 @@ def test_budget_override(catalog):
     assert parse_suite(dict(GOOD), catalog, budget="1m").budget_s == 60
     with pytest.raises(SuiteError, match="'--budget'"):
         parse_suite(dict(GOOD), catalog, budget="soon")
+    # --budget also wins over a strategy's own budget, as the CLI's message promises.
+    own = dict(GOOD, strategies=[{"random": {"budget": "5m"}}])
+    assert {s.budget_s for s in parse_suite(own, catalog).searches()} == {300}
+    assert {s.budget_s for s in parse_suite(own, catalog, budget="20s").searches()} == {20}
 
 
 def test_yaml_errors_give_the_line(tmp_path, catalog):
