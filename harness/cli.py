@@ -7,8 +7,10 @@ happens in the child processes the runner starts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -51,7 +53,22 @@ def _parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--budget", metavar="DURATION", help="override the suite's per-search budget, e.g. 30s, 2m")
     p.add_argument("--rerun-failed", action="store_true", help="run again the searches whose last run failed")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="searches to run at once (default 1)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="searches to run at once on this machine (default: one per GPU x --trials-per-gpu, or 1)")
+    p.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+                   help="pack K searches on each GPU, each with memory growth (default 1)")
+    p.add_argument("--backend", action="append", choices=("tensorflow", "jax", "torch"),
+                   help="Keras backend(s) to run under, overriding the suite's `backend` (repeatable)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where searches run: child processes here (default) or tasks on a Ray cluster")
+    p.add_argument("--address", default="auto", metavar="ADDR",
+                   help="the Ray cluster (--executor ray): auto, HOST:PORT or ray://HOST:PORT (default auto)")
+    p.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="--executor ray: run a search again up to N times when its worker dies (default 2)")
+    p.add_argument("--cpus-per-search", type=float, metavar="N", help="--executor ray: CPUs per search")
+    p.add_argument("--gpus-per-search", type=float, metavar="N",
+                   help="--executor ray: GPUs per search; 0.25 packs four on one GPU")
+    p.add_argument("--memory-per-search", metavar="SIZE", help="--executor ray: host memory per search, e.g. 4GB")
     p.add_argument("--dataset", action="append", metavar="LABEL", help="run only this dataset's searches (repeatable)")
     p.add_argument("--model-family", action="append", metavar="LABEL",
                    help="run only this model family's searches (repeatable)")
@@ -111,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.images import DATA_ENV
 
         os.environ[DATA_ENV] = str(Path(args.data_dir).resolve())  # the searches' processes inherit it
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: searches in flight are stopped and recorded.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         return int(COMMANDS[args.command](args) or 0)
     except TunebenchError as exc:
@@ -126,15 +145,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import leaderboard
     from harness.plugins import load_plugins
-    from harness.runner import Runner
+    from harness.runner import Runner, visible_gpus
     from harness.store import Store
     from harness.suite import load_suite
 
     plugins = tuple(args.plugin)
     catalog = load_plugins(plugins)
     suite = load_suite(args.suite, catalog, budget=args.budget)
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise TunebenchError("--workers must be at least 1")
+    if args.trials_per_gpu < 1:
+        raise TunebenchError("--trials-per-gpu must be at least 1")
+    if args.backend:
+        suite = dataclasses.replace(suite, backends=tuple(dict.fromkeys(args.backend)))
     store = Store.open(args.results, args.store)
     suite = suite.select(datasets=args.dataset, model_families=args.model_family, strategies=args.strategy)
     searches = suite.searches()
@@ -142,8 +165,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TunebenchError("the --dataset / --model-family / --strategy filters leave no search to run")
     print(f"suite '{suite.name}': {len(searches)} searches, budget {args.budget or _dur(suite.budget_s)} each, "
           f"results in {args.results}", file=sys.stderr)
-    outcomes = Runner(suite, store, args.results, workers=args.workers, rerun_failed=args.rerun_failed,
-                      verbose=args.verbose, plugins=plugins).run()
+    gpus = visible_gpus()
+    runner = Runner(suite, store, args.results, workers=args.workers or 1, rerun_failed=args.rerun_failed,
+                    verbose=args.verbose, plugins=plugins, gpus=gpus if args.workers is None else gpus[:args.workers],
+                    trials_per_gpu=args.trials_per_gpu)
+    if args.executor == "ray":
+        from harness.cluster import RayExecutor, Resources, parse_size
+
+        declared = dict(suite.resources)
+        resources = Resources(
+            cpus=float(args.cpus_per_search if args.cpus_per_search is not None else declared.get("cpus", 1)),
+            gpus=float(args.gpus_per_search if args.gpus_per_search is not None
+                       else declared.get("gpus", 1 / args.trials_per_gpu if gpus else 0)),
+            memory_bytes=parse_size(args.memory_per_search or declared.get("memory")))
+        outcomes = RayExecutor(runner, args.address, resources=resources, max_retries=args.max_retries).run()
+    else:
+        outcomes = runner.run()
     board = leaderboard.build(store, suite=suite.name)
     print(leaderboard.render(board, "table"))
     files = leaderboard.write_files(leaderboard.build(store), args.results)
@@ -222,8 +259,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _open_existing(args)
     rows = store.runs(suite=args.suite)
+    for r in rows:  # time spent waiting for a worker, never charged to the search's budget
+        r["queue_s"] = (round(r["dispatched_at"] - r["created_at"], 3)
+                        if r.get("dispatched_at") and r.get("created_at") else None)
     columns = ["id", "suite", "dataset_label", "model_label", "strategy_label", "seed", "status",
                "started_at", "finished_at", "n_trials", "best_val", "test_score", "error"]
+    if args.format != "table":
+        columns += ["backend", "executor", "attempt", "retry_of", "host", "queue_s", "split_fingerprint"]
     print(_export(rows, args.format, columns))
     return 0
 

@@ -1,6 +1,6 @@
 """Leaderboards: the store's runs and trials aggregated per dataset, rendered with tabulate.
 
-One row per model family x strategy of a dataset, aggregated over seeds. Only the latest run of
+One row per model family x strategy (x Keras backend) of a dataset, aggregated over seeds. Only the latest run of
 each search counts (a resumed or re-run search replaces its earlier attempts). The test score is
 that of the configuration selected on validation, evaluated once per run.
 """
@@ -73,8 +73,10 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     counts = (trials.groupby(["run_id", "status"]).size().unstack(fill_value=0)
               if not trials.empty else pd.DataFrame())
     rows = []
-    for (dataset, model, strategy), group in runs.groupby(["dataset_label", "model_label", "strategy_label"],
-                                                          sort=False):
+    # one row per backend too: the same model under tensorflow, jax and torch is compared side by side
+    runs["backend"] = runs["backend"].fillna("")
+    for (dataset, model, strategy, _), group in runs.groupby(
+            ["dataset_label", "model_label", "strategy_label", "backend"], sort=False):
         ok = group[group["status"] == "ok"]
         tests = ok["test_score"].dropna()
         run_ids = [int(i) for i in group["id"]]

@@ -34,6 +34,10 @@ class TrainingSettings:
     epochs: int
     #: Family-specific settings (e.g. a fine-tuning phase's learning rate), for its own `fit`.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Keyword arguments the harness adds to every `model.compile` (jit_compile,
+    #: steps_per_execution), from the suite's `training:` block. Families that compile
+    #: themselves pass them on: `model.compile(..., **settings.compile_options)`.
+    compile_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ModelFamily(Configurable):
@@ -103,7 +107,7 @@ class ModelFamily(Configurable):
     def compile(self, model: keras.Model, settings: TrainingSettings, spec: DataSpec) -> None:
         """Compile with the settings' optimizer and the task's loss and metrics."""
         model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
-                      loss=loss_for(spec.task), metrics=metrics_for(spec.task))
+                      loss=loss_for(spec.task), metrics=metrics_for(spec.task), **settings.compile_options)
 
     def fit(self, model: keras.Model, data: Splits, settings: TrainingSettings,
             callbacks: list[keras.callbacks.Callback], verbose: int = 0) -> Any:
@@ -116,7 +120,7 @@ class ModelFamily(Configurable):
         if settings.extra.get("class_weight") and data.spec.task != "multiclass":
             # positive-class weighting of each label's binary cross-entropy
             weights = data.class_weights()
-            model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task),
+            model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task), **settings.compile_options,
                           loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
         return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                          epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
@@ -210,7 +214,8 @@ def output_layer(spec: DataSpec, x: keras.KerasTensor) -> keras.KerasTensor:
     import keras
 
     activation = "softmax" if spec.task == "multiclass" else "sigmoid"
-    return keras.layers.Dense(spec.num_classes, activation=activation, name="predictions")(x)
+    # float32 even under mixed precision: a float16 softmax loses the small probabilities
+    return keras.layers.Dense(spec.num_classes, activation=activation, name="predictions", dtype="float32")(x)
 
 
 def objective_for(task: Task) -> str:

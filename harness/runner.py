@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class _Active:
     proc: subprocess.Popen[bytes]
     reader: IO[bytes]
     index: int
+    slot: str | None = None  # the accelerator it runs on
     phase: str = "setup"  # setup -> search -> finalize
     launched: float = field(default_factory=time.time)
     search_started: float | None = None
@@ -87,7 +89,7 @@ class Runner:
 
     def __init__(self, suite: Suite, store: Store, results_dir: str | Path, *, workers: int = 1,
                  rerun_failed: bool = False, verbose: bool = False, plugins: tuple[str, ...] = (),
-                 out: IO[str] | None = None) -> None:
+                 out: IO[str] | None = None, gpus: list[str] | None = None, trials_per_gpu: int = 1) -> None:
         self.suite = suite
         self.store = store
         self.results_dir = Path(results_dir)
@@ -96,6 +98,10 @@ class Runner:
         self.verbose = verbose
         self.plugins = plugins
         self.progress = Progress(out or sys.stderr)
+        #: This runner's name in the store's claims: two runners on one store never run one search twice.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Accelerators to spread searches over (CUDA device ids), each shared by `trials_per_gpu`.
+        self.slots = [g for g in (gpus or []) for _ in range(max(1, trials_per_gpu))]
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self) -> tuple[list[Search], list[Outcome]]:
@@ -125,20 +131,64 @@ class Runner:
         self.store.close_open_trials(run_id, INTERRUPTED, why)
         self.store.update_run(run_id, status="interrupted", error=why)
 
+    def claim(self, search: Search) -> str | None:
+        """Take `search` for this runner; None if so, else why another runner has it."""
+        if self.store.claim(search.key, self.token):
+            return None
+        held = self.store.claim_of(search.key)
+        if held is None:  # released in between
+            return None if self.store.claim(search.key, self.token) else "taken by another runner"
+        run = self.store.run(held["run_id"]) if held["run_id"] else None
+        if run is not None and run["status"] == "ok":
+            return f"finished by another runner (run {run['id']})"
+        if run is None:
+            stale = time.time() - held["claimed_at"] > 120  # claimed, but no run was ever created
+        else:
+            stale = run["status"] in ("failed", "interrupted") or not _alive(run)
+        if stale and self.store.take_over_claim(search.key, held["token"], self.token):
+            if run is not None and run["status"] in ("running", "queued"):
+                self._interrupt(run["id"], "the runner stopped before this search ended")
+            return None
+        where = f"run {run['id']} on {run['host']}" if run is not None else "another runner"
+        return f"running elsewhere ({where})"
+
+    def release(self, search: Search, status: str) -> None:
+        """Keep the claim of a finished search (it is done); free it otherwise, for a later run."""
+        if status != "ok":
+            self.store.release_claim(search.key, self.token)
+
     # -- running -------------------------------------------------------------------------------------
     def run(self) -> list[Outcome]:
         """Run every search that is not finished yet; returns one outcome per search of the suite."""
         to_run, outcomes = self.plan()
         for o in outcomes:
             self.progress.skipped(o)
-        pending = deque(enumerate(to_run, 1))
+        outcomes += self._loop(deque((i, s, None) for i, s in enumerate(to_run, 1)), len(to_run))
+        order = {s.key: i for i, s in enumerate(self.suite.searches())}
+        return sorted(outcomes, key=lambda o: order[o.search.key])
+
+    def execute(self, search: Search, run_id: int, *, index: int = 1, total: int = 1) -> Outcome:
+        """Run one search whose run record exists already (a cluster worker's share of a suite).
+        Claims stay with whoever created the run."""
+        return self._loop(deque([(index, search, run_id)]), total, claims=False)[0]
+
+    def _loop(self, pending: deque[tuple[int, Search, int | None]], total: int, *,
+              claims: bool = True) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         active: dict[int, _Active] = {}
-        total = len(to_run)
+        free = list(self.slots)
         try:
             while pending or active:
-                while pending and len(active) < self.workers:
-                    index, search = pending.popleft()
-                    a = self._launch(search, index)
+                while pending and len(active) < max(self.workers, len(self.slots)):
+                    index, search, run_id = pending.popleft()
+                    if claims and (why := self.claim(search)) is not None:
+                        latest = self.store.latest_runs([search.key]).get(search.key)
+                        o = Outcome(search, latest["id"] if latest else None, "skipped", why)
+                        outcomes.append(o)
+                        self.progress.skipped(o)
+                        continue
+                    slot = free.pop(0) if free else None
+                    a = self._launch(search, index, run_id=run_id, slot=slot)
                     active[a.reader.fileno()] = a
                     self.progress.started(a, total)
                 self._pump(active)
@@ -152,22 +202,28 @@ class Runner:
                             active[follow_up.reader.fileno()] = follow_up
                         else:
                             outcomes.append(follow_up)
+                            if claims:
+                                self.release(a.search, follow_up.status)
+                            if a.slot is not None:
+                                free.append(a.slot)
                             self.progress.finished(a, follow_up, total)
                     else:
                         self._enforce(a, now)
                 self.progress.tick(list(active.values()), total)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM (as SystemExit), or a bug: leave nothing running
             for a in active.values():
                 _kill(a.proc)
-                self._interrupt(a.job.run_id, "interrupted by the user (Ctrl-C)")
+                self._interrupt(a.job.run_id, "the runner was stopped (Ctrl-C or a signal)")
+                if claims:
+                    self.release(a.search, "interrupted")
             raise
         finally:
             self.progress.clear()
-        order = {s.key: i for i, s in enumerate(self.suite.searches())}
-        return sorted(outcomes, key=lambda o: order[o.search.key])
+        return outcomes
 
-    def _launch(self, search: Search, index: int, *, finalize_job: SearchJob | None = None) -> _Active:
-        if finalize_job is None:
+    def _launch(self, search: Search, index: int, *, run_id: int | None = None, slot: str | None = None,
+                finalize_job: SearchJob | None = None) -> _Active:
+        if finalize_job is None and run_id is None:
             run_id = self.store.create_run(
                 search_key=search.key, suite=search.suite,
                 dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
@@ -177,10 +233,15 @@ class Runner:
                 strategy=search.strategy.name, strategy_options=dict(search.strategy.options),
                 strategy_label=search.strategy.label,
                 seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
-                max_epochs=search.max_epochs, host=socket.gethostname())
+                max_epochs=search.max_epochs, host=socket.gethostname(), executor="local", attempt=1,
+                backend=backend_of(search))
+            self.store.bind_claim(search.key, self.token, run_id)
+        if finalize_job is None:
+            assert run_id is not None
             artifact_dir = self.results_dir / "runs" / str(run_id)
             artifact_dir.mkdir(parents=True, exist_ok=True)
-            self.store.update_run(run_id, artifact_dir=str(artifact_dir))
+            self.store.update_run(run_id, artifact_dir=str(artifact_dir), status="running",
+                                  host=socket.gethostname(), dispatched_at=time.time())
             job = SearchJob(
                 run_id=run_id, store_url=self.store.url, artifact_dir=str(artifact_dir),
                 dataset=PluginCall(search.dataset.name, dict(search.dataset.options)),
@@ -188,7 +249,7 @@ class Runner:
                 strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
                 seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
                 max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
-                search_key=search.key)
+                search_key=search.key, training=dict(search.training))
             args = [str(Path(artifact_dir) / "job.json")]
         else:
             job = finalize_job
@@ -198,6 +259,10 @@ class Runner:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ, **{EVENT_FD_ENV: str(write_fd), "TUNEBENCH_PARENT_PID": str(os.getpid()),
                                   "PYTHONUNBUFFERED": "1"})
+        if slot is not None:
+            env.update(accelerator_env(slot, shared=len(self.slots) > len(set(self.slots))))
+        if search.backend is not None:
+            env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             log = open(Path(job.artifact_dir) / "log.txt", "ab")  # noqa: SIM115 - handed to the child
@@ -212,7 +277,7 @@ class Runner:
             log.close()
         if finalize_job is None:
             self.store.update_run(job.run_id, pid=proc.pid)
-        a = _Active(search, job, job_path, proc, os.fdopen(read_fd, "rb", buffering=0), index)
+        a = _Active(search, job, job_path, proc, os.fdopen(read_fd, "rb", buffering=0), index, slot=slot)
         if finalize_job is not None:
             a.phase, a.finalize_started = "finalize", time.time()
         return a
@@ -291,7 +356,7 @@ class Runner:
             self.store.update_run(run_id, finished_at=a.killed_at, stop_reason="killed",
                                   error=f"search stopped by the runner: {a.killed}", cpu_seconds=a.killed_cpu_s,
                                   accelerator_seconds=(a.killed_at - started) * gpus)
-            follow_up = self._launch(a.search, a.index, finalize_job=a.job)
+            follow_up = self._launch(a.search, a.index, finalize_job=a.job, slot=a.slot)
             follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
             return follow_up
         if a.killed:
@@ -310,6 +375,34 @@ class Runner:
         self.store.update_run(run_id, status="failed", error=why, stop_reason=run["stop_reason"] or "crashed",
                               finished_at=run["finished_at"] or now, completed_at=now)
         return Outcome(a.search, run_id, "failed", why)
+
+
+def backend_of(search: Search) -> str:
+    """The Keras backend a search's process will use."""
+    return search.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def accelerator_env(device: str, *, shared: bool) -> dict[str, str]:
+    """Environment pinning a search process to one GPU; when several share it, none may grab all
+    of its memory up front (TensorFlow: memory growth; JAX: no preallocation)."""
+    env = {"CUDA_VISIBLE_DEVICES": device}
+    if shared:
+        env.update(TF_FORCE_GPU_ALLOW_GROWTH="true", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    return env
+
+
+def visible_gpus() -> list[str]:
+    """CUDA device ids on this machine, without importing a framework: CUDA_VISIBLE_DEVICES, or
+    nvidia-smi. Empty on CPU-only machines."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
 def _finalize_timeout(job: SearchJob) -> float:
@@ -347,7 +440,8 @@ def _alive(run: dict[str, Any]) -> bool:
     try:
         import psutil
 
-        return "harness.worker" in " ".join(psutil.Process(pid).cmdline())
+        command = " ".join(psutil.Process(pid).cmdline())
+        return "harness" in command or "tunebench" in command
     except Exception:  # no such process, or not ours to inspect
         return False
 

@@ -67,6 +67,20 @@ runs = sa.Table(
     sa.Column("cpu_seconds", sa.Float),  # CPU time of the search (all threads)
     sa.Column("accelerator_seconds", sa.Float),  # wall time x accelerators held
     sa.Column("artifact_dir", sa.String(500)),
+    sa.Column("executor", sa.String(20)),  # local, ray
+    sa.Column("attempt", sa.Integer),  # 1, then 2, ... when a cluster retries a search
+    sa.Column("retry_of", sa.Integer),  # the run this attempt replaces
+    sa.Column("dispatched_at", sa.Float),  # a worker took the search; queueing = this - created_at
+)
+
+#: One row per search key being run or done by some runner: the lock that keeps two runners on one
+#: store (or two nodes of a cluster) from running the same search twice.
+claims = sa.Table(
+    "claims", metadata,
+    sa.Column("search_key", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("claimed_at", sa.Float, nullable=False),
 )
 
 trials = sa.Table(
@@ -127,20 +141,37 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)  # idempotent
-        self._add_missing_columns()
+        self._create_schema()
 
-    def _add_missing_columns(self) -> None:
+    def _create_schema(self) -> None:
+        """Create or upgrade the tables; idempotent, and safe when many workers start at once (on
+        PostgreSQL an advisory lock serialises them)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(72163)"))
+                try:
+                    metadata.create_all(conn)
+                    conn.commit()
+                    self._add_missing_columns(conn)
+                    conn.commit()
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(72163)"))
+                    conn.commit()
+        else:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                self._add_missing_columns(conn)
+
+    def _add_missing_columns(self, conn: sa.Connection) -> None:
         """Bring a store written by an earlier tunebench up to date: new columns are nullable and
         added in place, so results are never lost to an upgrade. Idempotent."""
-        inspector = sa.inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                present = {c["name"] for c in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in present:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     @classmethod
     def open(cls, results_dir: str | Path, url: str | None = None) -> Store:
@@ -194,6 +225,38 @@ class Store:
                                   .values(status=status, error=error, error_kind="killed",
                                           finished_at=finished_at or time.time()))
             return int(result.rowcount or 0)
+
+    # -- claims: one runner per search ---------------------------------------------------------------
+    def claim(self, search_key: str, token: str) -> bool:
+        """Take the search for `token`; False if another runner holds it (an atomic insert)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(claims.insert().values(search_key=search_key, token=token, claimed_at=time.time()))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def claim_of(self, search_key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(claims).where(claims.c.search_key == search_key)).mappings().first()
+        return dict(row) if row else None
+
+    def take_over_claim(self, search_key: str, old_token: str, token: str) -> bool:
+        """Take a stale claim; exactly one of several runners racing for it wins (compare and swap)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(claims.update().where(claims.c.search_key == search_key,
+                                                        claims.c.token == old_token)
+                                  .values(token=token, run_id=None, claimed_at=time.time()))
+            return (result.rowcount or 0) == 1
+
+    def bind_claim(self, search_key: str, token: str, run_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(claims.update().where(claims.c.search_key == search_key, claims.c.token == token)
+                         .values(run_id=run_id))
+
+    def release_claim(self, search_key: str, token: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(claims.delete().where(claims.c.search_key == search_key, claims.c.token == token))
 
     # -- reads -------------------------------------------------------------------------------------
     def run(self, run_id: int) -> dict[str, Any]:

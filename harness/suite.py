@@ -26,7 +26,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,15 @@ from harness.errors import OptionsError, SuiteError, UnknownPluginError
 if TYPE_CHECKING:
     from harness.plugins import Catalog, Registry
 
+BACKENDS = ("tensorflow", "jax", "torch")
+#: The `training:` block: how every trial of the suite trains (never what it learns).
+TRAINING_KEYS = {"mixed_precision": "false, true (float16) or bfloat16",
+                 "jit_compile": "auto, true or false (XLA / torch.compile)",
+                 "steps_per_execution": "auto or a positive integer (batches per compiled call)"}
+RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
+                 "memory": "host memory per search, e.g. 4GB"}
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
+             "backend", "training", "resources",
              "model_families", "strategies"}
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
@@ -73,6 +81,10 @@ class Search:
     budget_s: float
     trial_budget_s: float | None
     max_epochs: int | None
+    #: The Keras backend its process uses (None: $KERAS_BACKEND, else tensorflow).
+    backend: str | None = None
+    #: The suite's `training:` block (mixed precision, jit, steps per execution).
+    training: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -81,12 +93,17 @@ class Search:
                     "model_family": self.model_family.identity(), "strategy": self.strategy.identity(),
                     "seed": self.seed, "budget_s": self.budget_s, "trial_budget_s": self.trial_budget_s,
                     "max_epochs": self.max_epochs}
+        if self.backend is not None:  # only when set, so that earlier results keep their keys
+            identity["backend"] = self.backend
+        if self.training:
+            identity["training"] = dict(self.training)
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     @property
     def title(self) -> str:
-        return f"{self.dataset.label} · {self.model_family.label} · {self.strategy.label} · seed {self.seed}"
+        backend = f" · {self.backend}" if self.backend else ""
+        return f"{self.dataset.label} · {self.model_family.label} · {self.strategy.label}{backend} · seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,11 @@ class Suite:
     description: str = ""
     #: Families added because a strategy requires them and the suite did not list them.
     implied_families: tuple[Entry, ...] = ()
+    #: Keras backends to run every search under (empty: the environment's).
+    backends: tuple[str, ...] = ()
+    training: Mapping[str, Any] = field(default_factory=dict)
+    #: What each search asks of a cluster: cpus, gpus, memory (see `RESOURCE_KEYS`).
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
     def families_for(self, strategy: Entry) -> list[Entry]:
         """The model families a strategy is paired with."""
@@ -127,9 +149,10 @@ class Suite:
                                    strategies=keep(self.strategies, strategies))
 
     def searches(self) -> list[Search]:
-        return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs)
+        return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs,
+                       backend, dict(self.training))
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
-                for seed in self.seeds]
+                for backend in (self.backends or (None,)) for seed in self.seeds]
 
 
 def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
@@ -189,6 +212,10 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
         problems.append(f"'max_epochs' must be a positive integer, not {max_epochs!r}")
         max_epochs = None
     seeds = _seeds(raw.get("seeds", [0]), problems)
+    backends = _backends(raw.get("backend"), problems)
+    training = _block(raw.get("training"), "training", TRAINING_KEYS, problems)
+    _check_training(training, problems)
+    resources = _block(raw.get("resources"), "resources", RESOURCE_KEYS, problems)
 
     datasets = _entries(raw, "datasets", catalog.datasets, problems)
     families = _entries(raw, "model_families", catalog.model_families, problems)
@@ -237,7 +264,48 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,  # type: ignore[arg-type]
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
-                 description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied))
+                 description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied),
+                 backends=backends, training=training, resources=resources)
+
+
+def _backends(value: Any, problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values:
+        problems.append(f"'backend' must be one of {', '.join(BACKENDS)} or a list of them, not {value!r}")
+        return ()
+    for v in values:
+        if v not in BACKENDS:
+            problems.append(f"'backend': unknown Keras backend {v!r} (choose from {', '.join(BACKENDS)})")
+    if len(set(values)) != len(values):
+        problems.append("'backend' lists a backend twice")
+    return tuple(v for v in values if v in BACKENDS)
+
+
+def _block(value: Any, key: str, known: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"'{key}' must be a mapping with keys among: {', '.join(known)}")
+        return {}
+    for k in value:
+        if k not in known:
+            problems.append(f"'{key}': unknown key '{k}' (known: " +
+                            ", ".join(f"{n} = {what}" for n, what in known.items()) + ")")
+    return {k: v for k, v in value.items() if k in known}
+
+
+def _check_training(training: dict[str, Any], problems: list[str]) -> None:
+    mp = training.get("mixed_precision")
+    if mp is not None and mp not in (True, False, "float16", "bfloat16"):
+        problems.append(f"'training': mixed_precision must be false, true (float16) or bfloat16, not {mp!r}")
+    jit = training.get("jit_compile")
+    if jit is not None and jit not in (True, False, "auto"):
+        problems.append(f"'training': jit_compile must be auto, true or false, not {jit!r}")
+    spe = training.get("steps_per_execution")
+    if spe is not None and spe != "auto" and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+        problems.append(f"'training': steps_per_execution must be auto or a positive integer, not {spe!r}")
 
 
 def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> float | None:

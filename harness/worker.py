@@ -69,6 +69,8 @@ class SearchJob:
     verbose: bool = False
     plugins: tuple[str, ...] = ()
     search_key: str = ""
+    #: The suite's `training:` block: mixed_precision, jit_compile, steps_per_execution.
+    training: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -188,6 +190,8 @@ class TrialContext(SearchContext):
                 declared = ", ".join(hp.params) or "none"
                 raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "
                                  f"family '{self.family.name}' (it declares: {declared})")
+            settings = dataclasses.replace(settings, compile_options=compile_options(
+                self.job.training, keras.backend.backend(), model, len(self._data.x_train) // settings.batch_size))
             self.family.compile(model, settings, self.spec)
             param_count = int(model.count_params())
             timings_bytes = training.model_bytes(model)
@@ -311,11 +315,16 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
             if family is None or data is None:
                 dataset, family, _ = _instantiate(job)
                 data = dataset.splits(job.seed)
+            import keras
+
             from harness import training
 
+            set_precision(job.training)
             hp = FixedHyperParameters(run["best_params"])
             model = family.build(hp, data.spec)
             settings = family.training(hp, data.spec, job.max_epochs)
+            settings = dataclasses.replace(settings, compile_options=compile_options(
+                job.training, keras.backend.backend(), model, len(data.x_test) // settings.batch_size))
             model.load_weights(str(weights))  # before compiling: the file holds no optimizer state we need
             family.compile(model, settings, data.spec)
             metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size,
@@ -361,10 +370,52 @@ def _instantiate(job: SearchJob) -> tuple[Dataset, ModelFamily, SearchStrategy]:
     return dataset, family, strategy
 
 
+#: Models up to this many parameters get several batches per compiled call (`steps_per_execution`).
+SMALL_MODEL_PARAMS = 2_000_000
+
+
+def set_precision(training: Mapping[str, Any]) -> None:
+    """Apply the suite's `mixed_precision` setting (Keras's global dtype policy)."""
+    import keras
+
+    mp = training.get("mixed_precision")
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if mp == "bfloat16" else "mixed_float16" if mp else "float32")
+
+
+def compile_options(training: Mapping[str, Any], backend: str, model: Any, steps_per_epoch: int) -> dict[str, Any]:
+    """`model.compile` arguments from the suite's `training:` block.
+
+    `steps_per_execution: auto` runs several batches per compiled call for small models (up to
+    `SMALL_MODEL_PARAMS`), where the per-call dispatch would dominate: about 20 calls per epoch, at
+    most 32 batches each. PyTorch's trainer supports only 1. `jit_compile: auto` leaves Keras's
+    own default (XLA where it is known to work).
+    """
+    options: dict[str, Any] = {}
+    jit = training.get("jit_compile", "auto")
+    if jit != "auto":
+        options["jit_compile"] = bool(jit)
+    spe = training.get("steps_per_execution", "auto")
+    if spe == "auto":
+        try:
+            small = int(model.count_params()) <= SMALL_MODEL_PARAMS
+        except Exception:  # not built yet: leave Keras's default
+            small = False
+        spe = max(1, min(32, steps_per_epoch // 20)) if small else 1
+    if backend == "torch":
+        spe = 1
+    if int(spe) > 1:
+        options["steps_per_execution"] = int(spe)
+    return options
+
+
 def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
     import keras
 
+    set_precision(job.training)
+
     data = dataset.splits(job.seed)
+    check_fingerprint(store, job.run_id, data.fingerprint)
     if dataset.notes.get("skipped"):
         print(f"dataset '{dataset.name}': skipped {dataset.notes['skipped']} unreadable image(s): "
               f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)
@@ -374,6 +425,22 @@ def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
                      data_notes=dataset.notes or None,
                      objective=objective_for(data.spec.task))
     return data
+
+
+def check_fingerprint(store: Store, run_id: int, fingerprint: str) -> None:
+    """Refuse to search on data that differs from what other runs of this suite, dataset and seed
+    used (another node's copy of the data, say): results would not be comparable."""
+    run = store.run(run_id)
+    for other in store.runs(suite=run["suite"]):
+        if (other["id"] != run_id and other["dataset"] == run["dataset"] and other["seed"] == run["seed"]
+                and other["dataset_options"] == run["dataset_options"] and other["split_fingerprint"]
+                and other["split_fingerprint"] != fingerprint):
+            raise TunebenchError(
+                f"dataset '{run['dataset_label'] or run['dataset']}' (seed {run['seed']}) gives split "
+                f"fingerprint {fingerprint} on {socket.gethostname()}, but run {other['id']} on "
+                f"{other['host']} had {other['split_fingerprint']}: the data differs between machines or "
+                f"has changed since. Give every worker the same copy (its data directory or cache), or "
+                f"use a new results store")
 
 
 def _fail(store: Store, job: SearchJob, exc: BaseException, *, stage: str) -> None:

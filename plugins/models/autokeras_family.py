@@ -57,7 +57,8 @@ class AutoKerasImage(ModelFamily):
 
     def compile(self, model, settings, spec):
         # Keep AutoKeras's optimizer; use the harness's loss and metrics (integer labels, `accuracy`).
-        model.compile(optimizer=model.optimizer, loss=loss_for(spec.task), metrics=metrics_for(spec.task))
+        model.compile(optimizer=model.optimizer, loss=loss_for(spec.task), metrics=metrics_for(spec.task),
+                      **settings.compile_options)
 
     def fit(self, model, data, settings, callbacks, verbose=0):
         import numpy as np

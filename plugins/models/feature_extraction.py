@@ -50,7 +50,8 @@ class FeatureExtraction(backbones.BackboneFamily):
         f_train = self._features(extractor, data.x_train, data, "train")
         f_val = self._features(extractor, data.x_val, data, "validation")
         head.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
-                     loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task))
+                     loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task),
+                     **settings.compile_options)
         class_weight = class_weight_for(data, settings)
         return head.fit(f_train, data.y_train, validation_data=(f_val, data.y_val), epochs=settings.epochs,
                         batch_size=settings.batch_size, class_weight=class_weight, callbacks=callbacks,

@@ -64,7 +64,8 @@ class Transfer(backbones.BackboneFamily):
         for i, layer in enumerate(base.layers):
             layer.trainable = i >= cut and not isinstance(layer, _batch_norm())
         model.compile(optimizer=make_optimizer(extra["fine_tune_optimizer"], extra["fine_tune_learning_rate"]),
-                      loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task))
+                      loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task),
+                      **settings.compile_options)
         return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                          initial_epoch=frozen, epochs=settings.epochs, batch_size=settings.batch_size,
                          callbacks=callbacks, verbose=verbose)

@@ -1,0 +1,219 @@
+"""Run a suite's searches on a Ray cluster (`tunebench run SUITE --executor ray --address ADDR`).
+
+The driver (this process) plans the suite against the shared store, claims each search, creates
+its run record (status `queued`) and submits one Ray task per search with the resources the
+search declares. On the worker node the task runs the same supervisor as a local run
+(`Runner.execute`): one child process per search, the budget measured there, the kill at the
+hard deadline, the test evaluation in a fresh process. Queueing time (`dispatched_at -
+created_at`) is recorded and never charged to the strategy.
+
+When a worker dies mid-search (the node is lost, the process is killed) the run is closed as
+`interrupted`: its finished trials stay in the store, the trial in flight is marked
+`interrupted`, and the search is submitted again as a new attempt, up to `max_retries` times.
+A search that keeps failing is recorded as failed with each attempt's error, and the suite goes
+on. Ray is an optional dependency: `pip install tunebench[ray]`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import TunebenchError
+from harness.runner import Outcome, Runner, backend_of
+from harness.strategies import INTERRUPTED
+from harness.suite import Search
+
+#: Seconds between checks of the submitted tasks.
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one search asks of the cluster. Fractional GPUs pack several small searches on one."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_bytes: int | None = None
+
+    def ray_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus}
+        if self.memory_bytes:
+            options["memory"] = self.memory_bytes
+        return options
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise TunebenchError("--executor ray needs Ray, which is not installed: pip install 'tunebench[ray]' "
+                             "(on the driver and on every node)") from None
+    return ray
+
+
+def _run_remote(suite: Any, search: Search, run_id: int, store_url: str, results_dir: str,
+                verbose: bool, plugins: tuple[str, ...], index: int, total: int) -> dict[str, Any]:
+    """The Ray task: supervise one search on this node. Returns the outcome as plain data."""
+    import io
+
+    from harness.store import Store
+
+    store = Store(store_url)
+    try:
+        runner = Runner(suite, store, results_dir, verbose=verbose, plugins=plugins, out=io.StringIO())
+        o = runner.execute(search, run_id, index=index, total=total)
+        return {"status": o.status, "note": o.note, "test_score": o.test_score, "host": socket.gethostname()}
+    finally:
+        store.close()
+
+
+class RayExecutor:
+    """Dispatches the searches a `Runner` planned to a Ray cluster and collects their outcomes.
+
+    Args:
+        runner: the planning runner (its suite, store, results directory and options).
+        address: the cluster's address (`auto`, `HOST:PORT` or `ray://HOST:PORT`).
+        resources: what each search asks for.
+        max_retries: attempts after the first for a search whose worker died or whose process crashed.
+    """
+
+    def __init__(self, runner: Runner, address: str, *, resources: Resources = Resources(),
+                 max_retries: int = 2, out: IO[str] | None = None) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.address = address
+        self.resources = resources
+        self.max_retries = max(0, max_retries)
+        self.out = out or sys.stderr
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def run(self) -> list[Outcome]:
+        ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, log_to_driver=self.runner.verbose,
+                         logging_level="ERROR", configure_logging=True)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise TunebenchError(f"cannot connect to the Ray cluster at '{self.address}': {exc}. "
+                                     f"Start one with `ray start --head`, or pass its address") from None
+        task = ray.remote(_run_remote).options(max_retries=0, **self.resources.ray_options())
+
+        to_run, outcomes = self.runner.plan()
+        for o in outcomes:
+            self._say(f"  skip  {o.search.title} (run {o.run_id}: {o.note})")
+        total = len(to_run)
+        refs: dict[Any, tuple[int, Search, int, int]] = {}  # ref -> (index, search, run_id, attempt)
+
+        def submit(index: int, search: Search, attempt: int, retry_of: int | None = None) -> None:
+            run_id = self._queue(search, attempt, retry_of)
+            ref = task.remote(self.runner.suite, search, run_id, self.store.url,
+                              str(self.runner.results_dir), self.runner.verbose, self.runner.plugins,
+                              index, total)
+            refs[ref] = (index, search, run_id, attempt)
+            self._say(f"[{index}/{total}] queued {search.title} (run {run_id}"
+                      f"{f', attempt {attempt}' if attempt > 1 else ''}, budget {search.budget_s:g}s)")
+
+        try:
+            for index, search in enumerate(to_run, 1):
+                why = self.runner.claim(search)
+                if why is not None:
+                    latest = self.store.latest_runs([search.key]).get(search.key)
+                    o = Outcome(search, latest["id"] if latest else None, "skipped", why)
+                    outcomes.append(o)
+                    self._say(f"  skip  {search.title} ({why})")
+                    continue
+                submit(index, search, 1)
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    index, search, run_id, attempt = refs.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                        died = None
+                    except ray.exceptions.RayError as exc:
+                        result, died = None, _first_line(exc)
+                    run = self.store.run(run_id)
+                    if died is not None:  # the node or the worker process is gone
+                        why = f"the Ray worker running it died: {died}"
+                        self.store.close_open_trials(run_id, INTERRUPTED, why)
+                        self.store.update_run(run_id, status="interrupted", error=why)
+                        retry = True
+                    else:
+                        retry = result["status"] == "failed" and run["stop_reason"] == "crashed"
+                    if retry and attempt <= self.max_retries:
+                        self._say(f"[{index}/{total}] RETRY {search.title}: run {run_id} "
+                                  f"{'was interrupted' if died else 'crashed'} ({(run['error'] or '')[:200]})")
+                        submit(index, search, attempt + 1, retry_of=run_id)
+                        continue
+                    if died is not None:  # out of retries
+                        self.store.update_run(run_id, status="failed", stop_reason="crashed",
+                                              completed_at=time.time(),
+                                              error=f"{why} (after {attempt} attempt(s))")
+                    run = self.store.run(run_id)
+                    o = Outcome(search, run_id, run["status"], run["error"] or "", run["test_score"])
+                    outcomes.append(o)
+                    self.runner.release(search, o.status)
+                    score = f", test {o.test_score:.4f}" if o.test_score is not None else ""
+                    self._say(f"[{index}/{total}] {'done' if o.status == 'ok' else o.status.upper():<5} "
+                              f"{search.title}: {run['n_trials'] or 0} trials on {run['host']}{score}"
+                              f"{f' — {o.note}' if o.status != 'ok' and o.note else ''}")
+        except BaseException:
+            for ref, (_, search, run_id, _) in refs.items():
+                ray.cancel(ref, force=True)
+                self.runner._interrupt(run_id, "the driver was stopped (Ctrl-C or a signal)")
+                self.runner.release(search, "interrupted")
+            raise
+        order = {s.key: i for i, s in enumerate(self.runner.suite.searches())}
+        return sorted(outcomes, key=lambda o: order[o.search.key])
+
+    def _queue(self, search: Search, attempt: int, retry_of: int | None) -> int:
+        """Create the run record of one attempt; the worker fills in where and when it ran."""
+        run_id = self.store.create_run(
+            search_key=search.key, suite=search.suite, status="queued",
+            dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
+            dataset_label=search.dataset.label,
+            model_family=search.model_family.name, model_options=dict(search.model_family.options),
+            model_label=search.model_family.label,
+            strategy=search.strategy.name, strategy_options=dict(search.strategy.options),
+            strategy_label=search.strategy.label,
+            seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
+            max_epochs=search.max_epochs, host=socket.gethostname(), pid=os.getpid(),
+            executor="ray", attempt=attempt, retry_of=retry_of, backend=backend_of(search))
+        self.store.bind_claim(search.key, self.runner.token, run_id)
+        return run_id
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def parse_size(text: str | None) -> int | None:
+    """'4GB', '512MB', '2GiB' or a byte count -> bytes."""
+    if text is None:
+        return None
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    raw = str(text).strip().lower().replace(" ", "")
+    number = raw.rstrip("kmgib")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1
+    if unit not in units or value <= 0:
+        raise TunebenchError(f"memory '{text}' is not a size like 4GB, 512MB or 2GiB")
+    return int(value * units[unit])
+
+
+def results_dir_note(results_dir: str | Path) -> str:
+    return (f"each node writes logs and best weights under {Path(results_dir).resolve()} on its own disk "
+            f"(use a shared filesystem path to gather them)")
