@@ -278,13 +278,13 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
             return dict(space)
 
         def run_trial(self, hp: Any, *, epochs: int | None = None, report: Any = None) -> TrialRecord:
-            start = time.perf_counter()
-            if self._ended is not None:
-                self.gaps.append(start - self._ended)
             if len(self._trials) >= self.limit or self.budget.expired:
                 raise BudgetExhausted()
-            for p in space.values():  # the family's declarations, without building a model
+            for p in space.values():  # the family's declarations (define-by-run samplers sample here)
                 hp._declare(p)
+            proposed = time.perf_counter()
+            if self._ended is not None:
+                self.gaps.append(proposed - self._ended)
             score = float(self.rng.uniform(0.5, 1.0))
             n_epochs = int(epochs or hp.values.get("epochs", 1))
             history = tuple({"val_accuracy": score, "loss": 1 - score} for _ in range(max(1, n_epochs)))
