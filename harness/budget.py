@@ -1,4 +1,4 @@
-"""Durations, budgets and deadlines.
+"""Durations, sizes, budgets and deadlines.
 
 Budgets are enforced at two levels: the training path stops a trial cooperatively at the first
 batch end past its deadline, and the runner's supervising process kills a search that does not stop
@@ -13,6 +13,27 @@ from dataclasses import dataclass, field
 
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d)")
+
+
+def parse_size(text: str | None) -> int | None:
+    """Bytes in a size such as `4GB`, `512MB`, `2GiB` or a plain byte count.
+
+    Raises:
+        ValueError: with a message that shows the accepted forms.
+    """
+    if text is None:
+        return None
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    raw = str(text).strip().lower().replace(" ", "")
+    number = raw.rstrip("kmgib")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1
+    if unit not in units or value <= 0:
+        raise ValueError(f"'{text}' is not a size; write it like 4GB, 512MB or 2GiB")
+    return int(value * units[unit])
 
 
 def parse_duration(text: str | int | float) -> float:

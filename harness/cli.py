@@ -170,14 +170,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                     verbose=args.verbose, plugins=plugins, gpus=gpus if args.workers is None else gpus[:args.workers],
                     trials_per_gpu=args.trials_per_gpu)
     if args.executor == "ray":
-        from harness.cluster import RayExecutor, Resources, parse_size
+        from harness.budget import parse_size
+        from harness.cluster import RayExecutor, Resources
 
         declared = dict(suite.resources)
+        try:
+            memory = parse_size(args.memory_per_search or declared.get("memory"))
+        except ValueError as exc:
+            raise TunebenchError(f"--memory-per-search: {exc}") from None
         resources = Resources(
             cpus=float(args.cpus_per_search if args.cpus_per_search is not None else declared.get("cpus", 1)),
             gpus=float(args.gpus_per_search if args.gpus_per_search is not None
                        else declared.get("gpus", 1 / args.trials_per_gpu if gpus else 0)),
-            memory_bytes=parse_size(args.memory_per_search or declared.get("memory")))
+            memory_bytes=memory)
         outcomes = RayExecutor(runner, args.address, resources=resources, max_retries=args.max_retries).run()
     else:
         outcomes = runner.run()

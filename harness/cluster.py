@@ -21,7 +21,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import TunebenchError
@@ -99,6 +98,7 @@ class RayExecutor:
     def run(self) -> list[Outcome]:
         ray = import_ray()
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=self.runner.verbose,
                          logging_level="ERROR", configure_logging=True)
@@ -192,28 +192,18 @@ class RayExecutor:
         return run_id
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise TunebenchError(f"cannot reach the Ray cluster at '{address}' ({exc}). Start one with "
+                             f"`ray start --head`, or pass its address (HOST:PORT of the head node)") from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def parse_size(text: str | None) -> int | None:
-    """'4GB', '512MB', '2GiB' or a byte count -> bytes."""
-    if text is None:
-        return None
-    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-    raw = str(text).strip().lower().replace(" ", "")
-    number = raw.rstrip("kmgib")
-    unit = raw[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1
-    if unit not in units or value <= 0:
-        raise TunebenchError(f"memory '{text}' is not a size like 4GB, 512MB or 2GiB")
-    return int(value * units[unit])
-
-
-def results_dir_note(results_dir: str | Path) -> str:
-    return (f"each node writes logs and best weights under {Path(results_dir).resolve()} on its own disk "
-            f"(use a shared filesystem path to gather them)")

@@ -158,7 +158,13 @@ class Store:
                     conn.execute(sa.text("SELECT pg_advisory_unlock(72163)"))
                     conn.commit()
         else:
-            metadata.create_all(self.engine)
+            for attempt in range(5):  # create_all checks, then creates: another process may win in between
+                try:
+                    metadata.create_all(self.engine)
+                    break
+                except sa.exc.OperationalError as exc:
+                    if "already exists" not in str(exc) or attempt == 4:
+                        raise
             with self.engine.begin() as conn:
                 self._add_missing_columns(conn)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.budget import parse_duration
+from harness.budget import parse_duration, parse_size
 from harness.errors import OptionsError, SuiteError, UnknownPluginError
 
 if TYPE_CHECKING:
@@ -216,6 +216,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     training = _block(raw.get("training"), "training", TRAINING_KEYS, problems)
     _check_training(training, problems)
     resources = _block(raw.get("resources"), "resources", RESOURCE_KEYS, problems)
+    _check_resources(resources, problems)
 
     datasets = _entries(raw, "datasets", catalog.datasets, problems)
     families = _entries(raw, "model_families", catalog.model_families, problems)
@@ -294,6 +295,18 @@ def _block(value: Any, key: str, known: Mapping[str, str], problems: list[str]) 
             problems.append(f"'{key}': unknown key '{k}' (known: " +
                             ", ".join(f"{n} = {what}" for n, what in known.items()) + ")")
     return {k: v for k, v in value.items() if k in known}
+
+
+def _check_resources(resources: dict[str, Any], problems: list[str]) -> None:
+    for key in ("cpus", "gpus"):
+        value = resources.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            problems.append(f"'resources': {key} must be a number of at least 0, not {value!r}")
+    if resources.get("memory") is not None:
+        try:
+            parse_size(resources["memory"])
+        except ValueError as exc:
+            problems.append(f"'resources': memory: {exc}")
 
 
 def _check_training(training: dict[str, Any], problems: list[str]) -> None:

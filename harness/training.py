@@ -164,23 +164,10 @@ def test_report(model: keras.Model, x: Any, y: Any, task: str, class_names: tupl
 
 
 def release(model: Any) -> None:
-    """Free what a finished trial holds, so memory stays flat over a long search: Keras's graph
-    state, the Python objects, and the freed heap pages glibc would otherwise keep."""
-    import gc
-
+    """Free what a finished trial holds (Keras's global state; `clear_session` also runs the
+    garbage collector)."""
     del model
     keras.backend.clear_session()
-    gc.collect()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -142,3 +142,13 @@ def test_ray_missing_is_a_clear_error(tmp_path):
                        env={"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])})
     assert result.returncode != 0
     assert "pip install 'tunebench[ray]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_cluster_is_a_clear_error_at_once(tmp_path):
+    suite = write_suite(tmp_path / "suite.yaml", SUITE)
+    started = time.time()
+    result = tunebench("run", str(suite), "--executor", "ray", "--address", "127.0.0.1:1",
+                       "--results", str(tmp_path / "r"), "--plugin", TESTING_PLUGINS, timeout=120)
+    assert result.returncode == 1 and "cannot reach the Ray cluster at '127.0.0.1:1'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.time() - started < 60  # Ray alone retries for minutes

@@ -144,3 +144,13 @@ def test_compile_options_follow_the_training_block():
     assert compile_options({}, "torch", small, 400) == {}  # torch's trainer supports only 1
     assert compile_options({"jit_compile": False, "steps_per_execution": 8}, "jax", big, 400) == {
         "jit_compile": False, "steps_per_execution": 8}
+
+
+def test_resources_are_validated(catalog):
+    assert parse_suite(dict(GOOD, resources={"cpus": 2, "gpus": 0.25, "memory": "4GB"}), catalog).resources == {
+        "cpus": 2, "gpus": 0.25, "memory": "4GB"}
+    with pytest.raises(SuiteError) as err:
+        parse_suite(dict(GOOD, resources={"cpus": -1, "gpus": "lots", "memory": "4XB"}), catalog)
+    assert len(err.value.problems) == 3
+    assert any("gpus must be a number" in p for p in err.value.problems)
+    assert any("'4XB' is not a size" in p for p in err.value.problems)

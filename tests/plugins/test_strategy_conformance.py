@@ -40,7 +40,6 @@ class TestKTRandom(StrategyConformance):
 class TestKTBayesian(StrategyConformance):
     strategy = "kt_bayesian"
     options = {"num_initial_points": 2}
-    budget_s = 14.0  # its Gaussian-process proposals take ~0.2 s each on 2 cores (benchmarks/perf)
 
 
 class TestKTHyperband(StrategyConformance):
