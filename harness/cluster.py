@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from harness.errors import TunebenchError
-from harness.runner import Outcome, Runner, backend_of
+from harness.runner import Outcome, Runner
 from harness.strategies import INTERRUPTED
 from harness.suite import Search
 
@@ -57,8 +57,8 @@ def import_ray() -> Any:
 
 
 def _run_remote(suite: Any, search: Search, run_id: int, store_url: str, results_dir: str,
-                verbose: bool, plugins: tuple[str, ...], index: int, total: int) -> dict[str, Any]:
-    """The Ray task: supervise one search on this node. Returns the outcome as plain data."""
+                verbose: bool, plugins: tuple[str, ...], index: int, total: int) -> str:
+    """The Ray task: supervise one search on this node; returns its status (the rest is in the store)."""
     import io
 
     from harness.store import Store
@@ -66,8 +66,7 @@ def _run_remote(suite: Any, search: Search, run_id: int, store_url: str, results
     store = Store(store_url)
     try:
         runner = Runner(suite, store, results_dir, verbose=verbose, plugins=plugins, out=io.StringIO())
-        o = runner.execute(search, run_id, index=index, total=total)
-        return {"status": o.status, "note": o.note, "test_score": o.test_score, "host": socket.gethostname()}
+        return runner.execute(search, run_id, index=index, total=total).status
     finally:
         store.close()
 
@@ -124,12 +123,10 @@ class RayExecutor:
 
         try:
             for index, search in enumerate(to_run, 1):
-                why = self.runner.claim(search)
-                if why is not None:
-                    latest = self.store.latest_runs([search.key]).get(search.key)
-                    o = Outcome(search, latest["id"] if latest else None, "skipped", why)
-                    outcomes.append(o)
-                    self._say(f"  skip  {search.title} ({why})")
+                skipped = self.runner.claim_or_skip(search)
+                if skipped is not None:
+                    outcomes.append(skipped)
+                    self._say(f"  skip  {search.title} ({skipped.note})")
                     continue
                 submit(index, search, 1)
             while refs:
@@ -137,10 +134,9 @@ class RayExecutor:
                 for ref in ready:
                     index, search, run_id, attempt = refs.pop(ref)
                     try:
-                        result = ray.get(ref)
-                        died = None
+                        status, died = ray.get(ref), None
                     except ray.exceptions.RayError as exc:
-                        result, died = None, _first_line(exc)
+                        status, died = None, _first_line(exc)
                     run = self.store.run(run_id)
                     if died is not None:  # the node or the worker process is gone
                         why = f"the Ray worker running it died: {died}"
@@ -148,7 +144,7 @@ class RayExecutor:
                         self.store.update_run(run_id, status="interrupted", error=why)
                         retry = True
                     else:
-                        retry = result["status"] == "failed" and run["stop_reason"] == "crashed"
+                        retry = status == "failed" and run["stop_reason"] == "crashed"
                     if retry and attempt <= self.max_retries:
                         self._say(f"[{index}/{total}] RETRY {search.title}: run {run_id} "
                                   f"{'was interrupted' if died else 'crashed'} ({(run['error'] or '')[:200]})")
@@ -177,19 +173,8 @@ class RayExecutor:
 
     def _queue(self, search: Search, attempt: int, retry_of: int | None) -> int:
         """Create the run record of one attempt; the worker fills in where and when it ran."""
-        run_id = self.store.create_run(
-            search_key=search.key, suite=search.suite, status="queued",
-            dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
-            dataset_label=search.dataset.label,
-            model_family=search.model_family.name, model_options=dict(search.model_family.options),
-            model_label=search.model_family.label,
-            strategy=search.strategy.name, strategy_options=dict(search.strategy.options),
-            strategy_label=search.strategy.label,
-            seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
-            max_epochs=search.max_epochs, host=socket.gethostname(), pid=os.getpid(),
-            executor="ray", attempt=attempt, retry_of=retry_of, backend=backend_of(search))
-        self.store.bind_claim(search.key, self.runner.token, run_id)
-        return run_id
+        return self.runner.create_run(search, status="queued", pid=os.getpid(), executor="ray",
+                                      attempt=attempt, retry_of=retry_of)
 
 
 def _check_reachable(address: str) -> None:

@@ -152,6 +152,29 @@ class Runner:
         where = f"run {run['id']} on {run['host']}" if run is not None else "another runner"
         return f"running elsewhere ({where})"
 
+    def claim_or_skip(self, search: Search) -> Outcome | None:
+        """Claim `search`; if another runner has it, the `skipped` outcome that says so."""
+        why = self.claim(search)
+        if why is None:
+            return None
+        latest = self.store.latest_runs([search.key]).get(search.key)
+        return Outcome(search, latest["id"] if latest else None, "skipped", why)
+
+    def create_run(self, search: Search, **fields: Any) -> int:
+        """The run row of one attempt at `search`, bound to this runner's claim."""
+        run_id = self.store.create_run(
+            search_key=search.key, suite=search.suite,
+            dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
+            dataset_label=search.dataset.label,
+            model_family=search.model_family.name, model_options=dict(search.model_family.options),
+            model_label=search.model_family.label,
+            strategy=search.strategy.name, strategy_options=dict(search.strategy.options),
+            strategy_label=search.strategy.label,
+            seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
+            max_epochs=search.max_epochs, host=socket.gethostname(), backend=backend_of(search), **fields)
+        self.store.bind_claim(search.key, self.token, run_id)
+        return run_id
+
     def release(self, search: Search, status: str) -> None:
         """Keep the claim of a finished search (it is done); free it otherwise, for a later run."""
         if status != "ok":
@@ -181,11 +204,9 @@ class Runner:
             while pending or active:
                 while pending and len(active) < max(self.workers, len(self.slots)):
                     index, search, run_id = pending.popleft()
-                    if claims and (why := self.claim(search)) is not None:
-                        latest = self.store.latest_runs([search.key]).get(search.key)
-                        o = Outcome(search, latest["id"] if latest else None, "skipped", why)
-                        outcomes.append(o)
-                        self.progress.skipped(o)
+                    if claims and (skipped := self.claim_or_skip(search)) is not None:
+                        outcomes.append(skipped)
+                        self.progress.skipped(skipped)
                         continue
                     slot = free.pop(0) if free else None
                     a = self._launch(search, index, run_id=run_id, slot=slot)
@@ -224,18 +245,7 @@ class Runner:
     def _launch(self, search: Search, index: int, *, run_id: int | None = None, slot: str | None = None,
                 finalize_job: SearchJob | None = None) -> _Active:
         if finalize_job is None and run_id is None:
-            run_id = self.store.create_run(
-                search_key=search.key, suite=search.suite,
-                dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
-                dataset_label=search.dataset.label,
-                model_family=search.model_family.name, model_options=dict(search.model_family.options),
-                model_label=search.model_family.label,
-                strategy=search.strategy.name, strategy_options=dict(search.strategy.options),
-                strategy_label=search.strategy.label,
-                seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
-                max_epochs=search.max_epochs, host=socket.gethostname(), executor="local", attempt=1,
-                backend=backend_of(search))
-            self.store.bind_claim(search.key, self.token, run_id)
+            run_id = self.create_run(search, executor="local", attempt=1)
         if finalize_job is None:
             assert run_id is not None
             artifact_dir = self.results_dir / "runs" / str(run_id)

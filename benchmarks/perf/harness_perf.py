@@ -73,6 +73,7 @@ BARE = textwrap.dedent('''
     import json, sys, time
     cfg = json.loads(sys.argv[1])
     from harness.plugins import load_plugins
+    from harness.worker import compile_options
     data = load_plugins().datasets.get("synthetic")(**cfg["data"]).splits(0)   # not timed
     import keras
     from keras import layers
@@ -88,9 +89,11 @@ BARE = textwrap.dedent('''
     x = layers.Flatten()(x)
     x = layers.Dense(64, activation="relu")(x)
     model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
-    spe = max(1, min(32, len(data.x_train) // cfg["batch_size"] // 20)) if cfg["spe"] else 1
+    # the same steps_per_execution the harness picks for this model (its rule, not a copy of it)
+    options = compile_options({}, keras.backend.backend(), model, len(data.x_train) // cfg["batch_size"])
+    spe = options.get("steps_per_execution", 1)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], **({"steps_per_execution": spe} if spe > 1 else {}))
+                  metrics=["accuracy"], **options)
     built = time.perf_counter() - t0
     ends = []
     class Clock(keras.callbacks.Callback):
@@ -111,12 +114,9 @@ def overhead(work: Path, reps: int, samples: int, epochs: int) -> dict[str, Any]
     data = dict(DATA, samples=samples)
     batch = 64
     params = dict(CONVNET, batch_size=batch, epochs=epochs)
-    # The harness sets steps_per_execution for small models by default (harness.worker.compile_options);
-    # the bare script uses the same value, so that both sides run the same compiled loop.
-    spe = os.environ.get("KERAS_BACKEND", "tensorflow") != "torch"
     bare_runs, harness_runs = [], []
     for rep in range(reps):
-        cfg = {"data": data, "epochs": epochs, "batch_size": batch, "spe": spe}
+        cfg = {"data": data, "epochs": epochs, "batch_size": batch}
         out = subprocess.run([sys.executable, "-c", BARE, json.dumps(cfg)], capture_output=True, text=True,
                              cwd=ROOT, check=True)
         bare_runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
