@@ -16,7 +16,6 @@ on. Ray is an optional dependency: `pip install tunebench[ray]`.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -173,8 +172,8 @@ class RayExecutor:
 
     def _queue(self, search: Search, attempt: int, retry_of: int | None) -> int:
         """Create the run record of one attempt; the worker fills in where and when it ran."""
-        return self.runner.create_run(search, status="queued", pid=os.getpid(), executor="ray",
-                                      attempt=attempt, retry_of=retry_of)
+        return self.runner.create_run(search, status="queued", executor="ray", attempt=attempt,
+                                      retry_of=retry_of)
 
 
 def _check_reachable(address: str) -> None:

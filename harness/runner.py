@@ -161,7 +161,9 @@ class Runner:
         return Outcome(search, latest["id"] if latest else None, "skipped", why)
 
     def create_run(self, search: Search, **fields: Any) -> int:
-        """The run row of one attempt at `search`, bound to this runner's claim."""
+        """The run row of one attempt at `search`, bound to this runner's claim. Until a search
+        process is started its pid is this runner's, so that other runners see it alive."""
+        fields.setdefault("pid", os.getpid())
         run_id = self.store.create_run(
             search_key=search.key, suite=search.suite,
             dataset=search.dataset.name, dataset_options=dict(search.dataset.options),
@@ -285,8 +287,7 @@ class Runner:
         os.close(write_fd)
         if log is not None:
             log.close()
-        if finalize_job is None:
-            self.store.update_run(job.run_id, pid=proc.pid)
+        self.store.update_run(job.run_id, pid=proc.pid)  # the process other runners check for life
         a = _Active(search, job, job_path, proc, os.fdopen(read_fd, "rb", buffering=0), index, slot=slot)
         if finalize_job is not None:
             a.phase, a.finalize_started = "finalize", time.time()

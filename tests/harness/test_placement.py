@@ -41,3 +41,29 @@ def test_a_worker_whose_data_gives_another_split_is_refused(tmp_path):
     check_fingerprint(store, other_seed, "bbbb")  # another seed: another split, as it should be
     with pytest.raises(TunebenchError, match=f"run {first} on node-1 had aaaa"):
         check_fingerprint(store, same, "cccc")
+
+
+def test_a_search_just_claimed_by_a_live_runner_is_not_taken_over(tmp_path, catalog):
+    import os
+    import subprocess
+    import sys
+
+    suite = parse_suite({"budget": "5s", "datasets": ["digits"], "model_families": ["mlp"],
+                         "strategies": ["random"]}, catalog)
+    search = suite.searches()[0]
+    first, second = (Runner(suite, Store.open(tmp_path), tmp_path) for _ in range(2))
+    assert first.claim(search) is None
+    run_id = first.create_run(search, executor="local", attempt=1)
+    # before its search process starts, the run carries the runner's own pid
+    assert first.store.run(run_id)["pid"] == os.getpid()
+    # a live runner process (its command line names tunebench) holds it: no takeover
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "tunebench"])
+    try:
+        first.store.update_run(run_id, pid=holder.pid)
+        assert second.claim(search) == f"running elsewhere (run {run_id} on {first.store.run(run_id)['host']})"
+    finally:
+        holder.kill()
+        holder.wait()
+    # once that process is gone the claim is stale: the second runner takes it, and the run is interrupted
+    assert second.claim(search) is None
+    assert second.store.run(run_id)["status"] == "interrupted"
