@@ -270,7 +270,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     columns = ["id", "suite", "dataset_label", "model_label", "strategy_label", "seed", "status",
                "started_at", "finished_at", "n_trials", "best_val", "test_score", "error"]
     if args.format != "table":
-        columns += ["backend", "executor", "attempt", "retry_of", "host", "queue_s", "split_fingerprint"]
+        columns += ["backend", "executor", "attempt", "retry_of", "lanes", "host", "queue_s", "split_fingerprint"]
     print(_export(rows, args.format, columns))
     return 0
 
@@ -280,6 +280,8 @@ def cmd_trials(args: argparse.Namespace) -> int:
     rows = store.trials(run_ids=args.run)
     columns = ["run_id", "number", "status", "score", "epochs_done", "param_count", "started_at",
                "finished_at", "params", "error"]
+    if args.format != "table":
+        columns.append("lane")
     print(_export(rows, args.format, columns))
     return 0
 

@@ -12,18 +12,27 @@ When a worker dies mid-search (the node is lost, the process is killed) the run 
 `interrupted`, and the search is submitted again as a new attempt, up to `max_retries` times.
 A search that keeps failing is recorded as failed with each attempt's error, and the suite goes
 on. Ray is an optional dependency: `pip install tunebench[ray]`.
+
+A search with `parallel_trials: N` becomes N tasks, each with the search's resources, which Ray may
+place on different nodes: lane 0 (the supervisor above, which owns the clock and the test
+evaluation) and N-1 lane tasks that run trials of the same search against the same deadline,
+sharing an Optuna study in the store's PostgreSQL. A lost lane loses its trial in flight; lane 0
+closes it when the deadline has passed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import TunebenchError
-from harness.runner import Outcome, Runner
+from harness.budget import allowed_overshoot
+from harness.runner import SETUP_TIMEOUT_S, Outcome, Runner, lanes_of
 from harness.strategies import INTERRUPTED
 from harness.suite import Search
 
@@ -64,10 +73,35 @@ def _run_remote(suite: Any, search: Search, run_id: int, store_url: str, results
 
     store = Store(store_url)
     try:
-        runner = Runner(suite, store, results_dir, verbose=verbose, plugins=plugins, out=io.StringIO())
+        runner = Runner(suite, store, results_dir, verbose=verbose, plugins=plugins, out=io.StringIO(),
+                        spawn_lanes=False)
         return runner.execute(search, run_id, index=index, total=total).status
     finally:
         store.close()
+
+
+def _run_lane_remote(job_json: str, timeout_s: float) -> int:
+    """A Ray task: one extra lane of a search with parallel trials, in its own process on this node.
+    Its trials go to the store; returns the process's exit code."""
+    import os
+    import subprocess
+
+    from harness.worker import SearchJob
+
+    job = SearchJob.from_json(job_json)
+    folder = Path(job.artifact_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"job.lane{job.lane}.json"
+    path.write_text(job_json)
+    with open(folder / f"log.lane{job.lane}.txt", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(path)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
 
 
 class RayExecutor:
@@ -104,6 +138,8 @@ class RayExecutor:
                 raise TunebenchError(f"cannot connect to the Ray cluster at '{self.address}': {exc}. "
                                      f"Start one with `ray start --head`, or pass its address") from None
         task = ray.remote(_run_remote).options(max_retries=0, **self.resources.ray_options())
+        lane_task = ray.remote(_run_lane_remote).options(max_retries=0, **self.resources.ray_options())
+        lane_refs: list[Any] = []  # extra lanes of searches with parallel trials; lane 0 reports for them
 
         to_run, outcomes = self.runner.plan()
         for o in outcomes:
@@ -117,6 +153,11 @@ class RayExecutor:
                               str(self.runner.results_dir), self.runner.verbose, self.runner.plugins,
                               index, total)
             refs[ref] = (index, search, run_id, attempt)
+            job = self.runner.job_for(search, run_id)
+            for lane in range(1, lanes_of(search)):
+                lane_refs.append(lane_task.remote(
+                    dataclasses.replace(job, lane=lane, spawn_lanes=False).to_json(),
+                    SETUP_TIMEOUT_S + search.budget_s + allowed_overshoot(search.budget_s)))
             self._say(f"[{index}/{total}] queued {search.title} (run {run_id}"
                       f"{f', attempt {attempt}' if attempt > 1 else ''}, budget {search.budget_s:g}s)")
 
@@ -162,6 +203,8 @@ class RayExecutor:
                               f"{search.title}: {run['n_trials'] or 0} trials on {run['host']}{score}"
                               f"{f' — {o.note}' if o.status != 'ok' and o.note else ''}")
         except BaseException:
+            for ref in lane_refs:
+                ray.cancel(ref, force=True)
             for ref, (_, search, run_id, _) in refs.items():
                 ray.cancel(ref, force=True)
                 self.runner._interrupt(run_id, "the driver was stopped (Ctrl-C or a signal)")

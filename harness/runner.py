@@ -62,7 +62,7 @@ class _Active:
     launched: float = field(default_factory=time.time)
     search_started: float | None = None
     search_deadline: float | None = None
-    trial_deadline: float | None = None
+    trial_deadlines: dict[int, float] = field(default_factory=dict)  # lane -> its trial's deadline
     finalize_started: float | None = None
     killed: str | None = None
     killed_at: float | None = None
@@ -89,7 +89,8 @@ class Runner:
 
     def __init__(self, suite: Suite, store: Store, results_dir: str | Path, *, workers: int = 1,
                  rerun_failed: bool = False, verbose: bool = False, plugins: tuple[str, ...] = (),
-                 out: IO[str] | None = None, gpus: list[str] | None = None, trials_per_gpu: int = 1) -> None:
+                 out: IO[str] | None = None, gpus: list[str] | None = None, trials_per_gpu: int = 1,
+                 spawn_lanes: bool = True) -> None:
         self.suite = suite
         self.store = store
         self.results_dir = Path(results_dir)
@@ -102,6 +103,9 @@ class Runner:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: Accelerators to spread searches over (CUDA device ids), each shared by `trials_per_gpu`.
         self.slots = [g for g in (gpus or []) for _ in range(max(1, trials_per_gpu))]
+        #: Whether a search with `parallel_trials` starts its other lanes itself (locally), or leaves
+        #: them to a cluster executor that places them on other machines.
+        self.spawn_lanes = spawn_lanes
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self) -> tuple[list[Search], list[Outcome]]:
@@ -250,19 +254,12 @@ class Runner:
             run_id = self.create_run(search, executor="local", attempt=1)
         if finalize_job is None:
             assert run_id is not None
-            artifact_dir = self.results_dir / "runs" / str(run_id)
+            job = self.job_for(search, run_id)
+            artifact_dir = Path(job.artifact_dir)
             artifact_dir.mkdir(parents=True, exist_ok=True)
             self.store.update_run(run_id, artifact_dir=str(artifact_dir), status="running",
                                   host=socket.gethostname(), dispatched_at=time.time())
-            job = SearchJob(
-                run_id=run_id, store_url=self.store.url, artifact_dir=str(artifact_dir),
-                dataset=PluginCall(search.dataset.name, dict(search.dataset.options)),
-                model_family=PluginCall(search.model_family.name, dict(search.model_family.options)),
-                strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
-                seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
-                max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
-                search_key=search.key, training=dict(search.training))
-            args = [str(Path(artifact_dir) / "job.json")]
+            args = [str(artifact_dir / "job.json")]
         else:
             job = finalize_job
             args = ["--finalize", str(Path(job.artifact_dir) / "job.json")]
@@ -292,6 +289,18 @@ class Runner:
         if finalize_job is not None:
             a.phase, a.finalize_started = "finalize", time.time()
         return a
+
+    def job_for(self, search: Search, run_id: int, lane: int = 0) -> SearchJob:
+        """What a search process (or one lane of it) needs to run `search` as run `run_id`."""
+        return SearchJob(
+            run_id=run_id, store_url=self.store.url, artifact_dir=str(self.results_dir / "runs" / str(run_id)),
+            dataset=PluginCall(search.dataset.name, dict(search.dataset.options)),
+            model_family=PluginCall(search.model_family.name, dict(search.model_family.options)),
+            strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
+            seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
+            max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
+            search_key=search.key, training=dict(search.training), lanes=lanes_of(search), lane=lane,
+            spawn_lanes=self.spawn_lanes)
 
     # -- supervision --------------------------------------------------------------------------------
     def _pump(self, active: dict[int, _Active]) -> None:
@@ -324,11 +333,14 @@ class Runner:
         if kind == "started":
             a.phase, a.search_started, a.search_deadline = "search", event["started_at"], event["deadline"]
         elif kind == "trial_start":
-            a.trial_deadline = event["deadline"] if a.job.trial_budget_s else None
+            if a.job.trial_budget_s:
+                a.trial_deadlines[event.get("lane", 0)] = event["deadline"]
         elif kind == "trial":
             a.trials += 1
             a.ok_trials += event["status"] == "ok"
-            a.best = event.get("best")
+            a.trial_deadlines.pop(event.get("lane", 0), None)
+            if event.get("best") is not None:  # the best over the lanes
+                a.best = event["best"] if a.best is None else max(a.best, event["best"])
         elif kind == "search_done":
             a.phase, a.finalize_started = "finalize", time.time()
 
@@ -341,8 +353,8 @@ class Runner:
                           f"{format_duration(SETUP_TIMEOUT_S)}")
         elif a.phase == "search":
             hard = a.search_deadline + KILL_AT * allowed_overshoot(a.job.budget_s)  # type: ignore[operator]
-            if a.trial_deadline is not None and a.job.trial_budget_s:
-                hard = min(hard, a.trial_deadline + KILL_AT * allowed_overshoot(a.job.trial_budget_s))
+            if a.trial_deadlines and a.job.trial_budget_s:
+                hard = min(hard, min(a.trial_deadlines.values()) + KILL_AT * allowed_overshoot(a.job.trial_budget_s))
             if now > hard:
                 self._kill(a, "the trial in flight did not stop at its deadline")
         elif a.phase == "finalize" and now > a.finalize_started + _finalize_timeout(a.job):  # type: ignore[operator]
@@ -386,6 +398,11 @@ class Runner:
         self.store.update_run(run_id, status="failed", error=why, stop_reason=run["stop_reason"] or "crashed",
                               finished_at=run["finished_at"] or now, completed_at=now)
         return Outcome(a.search, run_id, "failed", why)
+
+
+def lanes_of(search: Search) -> int:
+    """How many processes run the search's trials at once (the strategy's `parallel_trials`)."""
+    return int(search.strategy.options.get("parallel_trials") or 1)
 
 
 def backend_of(search: Search) -> str:

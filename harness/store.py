@@ -71,6 +71,9 @@ runs = sa.Table(
     sa.Column("attempt", sa.Integer),  # 1, then 2, ... when a cluster retries a search
     sa.Column("retry_of", sa.Integer),  # the run this attempt replaces
     sa.Column("dispatched_at", sa.Float),  # a worker took the search; queueing = this - created_at
+    sa.Column("lanes", sa.Integer),  # processes running the search's trials at once (parallel_trials)
+    sa.Column("lanes_done", sa.Integer),  # lanes other than lane 0 that have finished
+    sa.Column("next_trial", sa.Integer),  # trial numbers handed out so far (shared by the lanes)
 )
 
 #: One row per search key being run or done by some runner: the lock that keeps two runners on one
@@ -103,6 +106,7 @@ trials = sa.Table(
     sa.Column("model_bytes", sa.Integer),
     sa.Column("metrics", sa.JSON),
     sa.Column("timings", sa.JSON),
+    sa.Column("lane", sa.Integer),  # which of the search's processes ran it (parallel_trials)
     sa.UniqueConstraint("run_id", "number"),
 )
 
@@ -197,12 +201,37 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**fields))
 
+    def next_trial_number(self, run_id: int) -> int:
+        """Hand out the run's next trial number: 0, 1, 2, ...; atomic, so the processes sharing one
+        search (its lanes) never get the same number."""
+        with self.engine.begin() as conn:
+            value = conn.execute(runs.update().where(runs.c.id == run_id)
+                                 .values(next_trial=sa.func.coalesce(runs.c.next_trial, 0) + 1)
+                                 .returning(runs.c.next_trial)).scalar_one()
+        return int(value) - 1
+
+    def lane_done(self, run_id: int) -> int:
+        """Count one more finished lane of a shared search; returns how many have finished."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(runs.update().where(runs.c.id == run_id)
+                                    .values(lanes_done=sa.func.coalesce(runs.c.lanes_done, 0) + 1)
+                                    .returning(runs.c.lanes_done)).scalar_one())
+
+    def offer_best(self, run_id: int, score: float, **fields: Any) -> bool:
+        """Make a trial the run's best if its score beats the recorded best (atomic: lanes race)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(runs.update()
+                                  .where(runs.c.id == run_id,
+                                         sa.or_(runs.c.best_val.is_(None), runs.c.best_val < score))
+                                  .values(best_val=score, **fields))
+            return bool(result.rowcount)
+
     def start_trial(self, run_id: int, number: int, *, started_at: float, seed: int | None = None,
-                    params: Mapping[str, Any] | None = None) -> int:
+                    params: Mapping[str, Any] | None = None, lane: int = 0) -> int:
         with self.engine.begin() as conn:
             trial_id = conn.execute(trials.insert().values(
                 run_id=run_id, number=number, status="running", started_at=started_at, seed=seed,
-                params=dict(params or {}))).inserted_primary_key[0]
+                params=dict(params or {}), lane=lane)).inserted_primary_key[0]
             conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=started_at))
         return int(trial_id)
 
@@ -223,11 +252,15 @@ class Store:
             conn.execute(runs.update().where(runs.c.id == run_id).values(n_trials=count,
                                                                           heartbeat_at=time.time()))
 
-    def close_open_trials(self, run_id: int, status: str, error: str, finished_at: float | None = None) -> int:
-        """Give trials still marked `running` a final status (after a kill or a crash)."""
+    def close_open_trials(self, run_id: int, status: str, error: str, finished_at: float | None = None,
+                          *, lane: int | None = None) -> int:
+        """Give trials still marked `running` a final status (after a kill or a crash); only one
+        lane's when `lane` is given."""
+        where = [trials.c.run_id == run_id, trials.c.status == "running"]
+        if lane is not None:
+            where.append(trials.c.lane == lane)
         with self.engine.begin() as conn:
-            result = conn.execute(trials.update()
-                                  .where(trials.c.run_id == run_id, trials.c.status == "running")
+            result = conn.execute(trials.update().where(*where)
                                   .values(status=status, error=error, error_kind="killed",
                                           finished_at=finished_at or time.time()))
             return int(result.rowcount or 0)

@@ -10,10 +10,11 @@ search normally).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.errors import OptionsError
 from harness.options import Configurable, Option
 
 if TYPE_CHECKING:
@@ -74,6 +75,15 @@ class SearchContext(ABC):
     workdir: Path
     #: The search's stable identity across invocations (e.g. to name a shared Optuna study).
     search_key: str = ""
+    #: Parallel trials: this process is lane `lane` of `lanes` running the same search at once
+    #: (`parallel_trials`). Each lane calls `search`; trial numbers are shared between them.
+    lane: int = 0
+    lanes: int = 1
+    #: The run this search records into (names per-run shared state, such as a shared study).
+    run_id: int = 0
+    #: The results store's URL when it is a database server every lane can reach (PostgreSQL), else
+    #: None: strategies that keep shared state (an Optuna study) may keep it there.
+    shared_store_url: str | None = None
 
     @property
     @abstractmethod
@@ -86,6 +96,20 @@ class SearchContext(ABC):
         scored = [t for t in self.trials if t.selectable]
         return max(scored, key=lambda t: t.score) if scored else None  # type: ignore[arg-type, return-value]
 
+    def next_number(self) -> int:
+        """Reserve the next trial number of this search (unique across lanes): 0, 1, 2, ..."""
+        return len(self.trials)
+
+    def trial_numbers(self, limit: int | None = None) -> Iterator[int]:
+        """Reserved trial numbers, up to `limit` in the whole search. With several lanes each number
+        goes to exactly one lane, so `RandomHyperParameters((seed, number))` or `grid[number]`
+        proposes the same configurations as a serial search."""
+        while True:
+            number = self.next_number()
+            if limit is not None and number >= limit:
+                return
+            yield number
+
     @abstractmethod
     def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
         """Declare the model family's hyperparameters through `hp` without training anything.
@@ -97,11 +121,12 @@ class SearchContext(ABC):
 
     @abstractmethod
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
-                  report: EpochReport | None = None) -> TrialRecord:
+                  report: EpochReport | None = None, number: int | None = None) -> TrialRecord:
         """Build, train and record one configuration; return its record.
 
         Args:
             hp: the adapter that answers the model family's declarations.
+            number: a number from `trial_numbers`/`next_number`; a new one is reserved if None.
             epochs: train for this many epochs instead of the `epochs` hyperparameter (for
                 multi-fidelity strategies such as Hyperband); still capped by the suite.
             report: called after every epoch; raising `TrialPruned` stops the trial as `pruned`.
@@ -120,6 +145,8 @@ class SearchStrategy(Configurable):
 
     #: Whether a fixed seed gives the same sequence of proposed configurations.
     deterministic: ClassVar[bool] = True
+    #: Whether several processes can run one search of this strategy at once (`parallel_trials`).
+    parallel: ClassVar[bool] = False
     #: A model family this strategy can only be paired with (its own search space), or None.
     #: The suite pairs the strategy with that family alone, adding it if the suite does not list it.
     model_family: ClassVar[str | None] = None
@@ -127,7 +154,20 @@ class SearchStrategy(Configurable):
     common_options: ClassVar[dict[str, Option]] = {
         "max_trials": Option(int, None, "stop after this many trials (default: when the budget ends)",
                              minimum=1),
+        "parallel_trials": Option(int, 1, "run this many trials of the search at once, each in its own "
+                                  "process (strategies that allow it)", minimum=1),
     }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options["parallel_trials"] > 1 and not self.parallel:
+            raise OptionsError(f"strategy '{self.name}' options are not valid:", [
+                f"parallel_trials: {self.options['parallel_trials']}: '{self.name}' runs one trial at a time "
+                f"in one process per search{self.serial_reason}. Remove parallel_trials, or use random, grid "
+                f"or an Optuna strategy, which can share one search between processes"])
+
+    #: Why a strategy cannot run trials in parallel, for the error message.
+    serial_reason: ClassVar[str] = ""
 
     @classmethod
     def full_schema(cls) -> dict[str, Option]:
@@ -137,9 +177,7 @@ class SearchStrategy(Configurable):
     def search(self, ctx: SearchContext) -> None:
         """Propose configurations and run them with `ctx.run_trial` until done or out of budget."""
 
-    def trial_numbers(self) -> range | Any:
-        """0, 1, 2, ... up to `max_trials` (or forever): a convenient loop for strategies."""
-        import itertools
-
-        limit = self.options.get("max_trials")
-        return range(limit) if limit else itertools.count()
+    def trial_numbers(self, ctx: SearchContext) -> Iterator[int]:
+        """Reserved trial numbers up to `max_trials` (or forever), shared with the search's other
+        lanes: the loop for strategies. Pass each to `ctx.run_trial(hp, number=...)`."""
+        return ctx.trial_numbers(self.options.get("max_trials"))

@@ -48,6 +48,10 @@ TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "see
              "model_families", "strategies"}
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
+#: Options added after results were first stored: left out of a search's identity while at these
+#: defaults, so that a store written by an earlier tunebench resumes instead of running everything again.
+LATER_DEFAULTS: dict[str, Any] = {"parallel_trials": 1}
+_UNSET = object()
 PAIR_KEY = "model_families"  # a strategy paired only with these family labels
 
 
@@ -66,7 +70,8 @@ class Entry:
     only: tuple[str, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "options": dict(self.options)}
+        options = {k: v for k, v in self.options.items() if LATER_DEFAULTS.get(k, _UNSET) != v}
+        return {"name": self.name, "options": options}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import os
 import platform
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -32,7 +33,7 @@ from harness.errors import BudgetExhausted, SpaceError, TrialPruned, TunebenchEr
 from harness.models import objective_for
 from harness.space import DefaultHyperParameters, FixedHyperParameters, HyperParameters, Param
 from harness.store import Store
-from harness.strategies import (FAILED, NAN, OK, PRUNED, SELECTABLE, TIMEOUT, EpochReport,
+from harness.strategies import (FAILED, INTERRUPTED, NAN, OK, PRUNED, SELECTABLE, TIMEOUT, EpochReport,
                                 SearchContext, TrialRecord)
 
 if TYPE_CHECKING:
@@ -42,6 +43,18 @@ if TYPE_CHECKING:
 
 EVENT_FD_ENV = "TUNEBENCH_EVENT_FD"
 BEST_WEIGHTS = "best.weights.h5"
+#: How often a lane waiting on the others looks at the store.
+LANE_POLL_S = 0.2
+#: Share of the allowed overshoot lane 0 waits past the deadline for the other lanes before it kills
+#: them: well before the runner's own kill (`runner.KILL_AT`), so the search still ends on time.
+LANE_GRACE = 0.3
+#: How long a lane waits for lane 0 to load its data and start the clock.
+SETUP_WAIT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
+
+
+def weights_path(artifact_dir: str | Path, lane: int = 0) -> Path:
+    """Where a lane keeps the weights of its best trial so far (lane 0: `best.weights.h5`)."""
+    return Path(artifact_dir) / (BEST_WEIGHTS if lane == 0 else f"best.lane{lane}.weights.h5")
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,12 @@ class SearchJob:
     search_key: str = ""
     #: The suite's `training:` block: mixed_precision, jit_compile, steps_per_execution.
     training: Mapping[str, Any] = field(default_factory=dict)
+    #: Parallel trials: `lanes` processes run this search at once; this one is lane `lane`. Lane 0
+    #: owns the run (the clock, the totals, the test evaluation); with `spawn_lanes` it starts the
+    #: others itself, else something else does (a cluster executor, on other machines).
+    lanes: int = 1
+    lane: int = 0
+    spawn_lanes: bool = True
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -129,6 +148,9 @@ class TrialContext(SearchContext):
         self.max_epochs = job.max_epochs
         self.pins = dict(family.options.get("params") or {})
         self.search_key = job.search_key or f"run-{job.run_id}"
+        self.run_id = job.run_id
+        self.lane, self.lanes = job.lane, job.lanes
+        self.shared_store_url = store.url if store.engine.dialect.name == "postgresql" else None
         self.workdir = Path(job.artifact_dir) / "strategy"
         self._trials: list[TrialRecord] = []
         self._best_score: float | None = None
@@ -150,19 +172,24 @@ class TrialContext(SearchContext):
             traceback.print_exc()
         return hp.params
 
+    def next_number(self) -> int:
+        return self.store.next_trial_number(self.job.run_id)
+
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
-                  report: EpochReport | None = None) -> TrialRecord:
+                  report: EpochReport | None = None, number: int | None = None) -> TrialRecord:
         if self.budget.expired:
             raise BudgetExhausted()
         from harness import training
 
-        number = len(self._trials)
+        if number is None:
+            number = self.next_number()
         started_wall, t0 = time.time(), time.monotonic()
         deadline = self.budget.trial_deadline(t0)
         hp.pin(self.pins)
         trial_seed = (self.seed * 100_003 + number) % (2**31 - 1)
-        trial_id = self.store.start_trial(self.job.run_id, number, started_at=started_wall, seed=trial_seed)
-        self.events.send("trial_start", number=number, deadline=started_wall + (deadline - t0))
+        trial_id = self.store.start_trial(self.job.run_id, number, started_at=started_wall, seed=trial_seed,
+                                          lane=self.lane)
+        self.events.send("trial_start", number=number, lane=self.lane, deadline=started_wall + (deadline - t0))
 
         def on_epoch(epoch: int, metrics: Mapping[str, float], elapsed: float) -> None:
             self.store.record_epoch(self.job.run_id, trial_id, epoch, metrics, elapsed)
@@ -222,7 +249,7 @@ class TrialContext(SearchContext):
                     and (self._best_score is None or score > self._best_score))
         if improved:
             tc = time.monotonic()
-            training.save_weights(model, callback, str(Path(self.job.artifact_dir) / BEST_WEIGHTS))
+            training.save_weights(model, callback, str(weights_path(self.job.artifact_dir, self.lane)))
             timings["checkpoint"] = time.monotonic() - tc
             self._best_score = score
         history = tuple(callback.history) if callback is not None else ()
@@ -239,15 +266,15 @@ class TrialContext(SearchContext):
             epochs_done=len(history), epoch_budget=epoch_budget, param_count=param_count,
             model_bytes=timings_bytes,
             metrics=history[-1] if history else None, timings=timings)
-        if improved:
-            self.store.update_run(self.job.run_id, best_trial=number, best_val=score,
-                                  best_params=params, best_param_count=param_count)
+        if improved:  # this lane's best so far; the run's best if no other lane has a better one
+            self.store.offer_best(self.job.run_id, score, best_trial=number, best_params=params,  # type: ignore[arg-type]
+                                  best_param_count=param_count)
         record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
                              error=error, duration=finished_wall - started_wall,
                              param_count=param_count, epochs=len(history), timings=timings,
                              epoch_budget=epoch_budget)
         self._trials.append(record)
-        self.events.send("trial", number=number, status=status, score=score, best=self._best_score)
+        self.events.send("trial", number=number, lane=self.lane, status=status, score=score, best=self._best_score)
         if fatal is not None and not any(t.status == OK for t in self._trials):
             raise _FatalTrialError(str(fatal))
         return record
@@ -258,37 +285,36 @@ class TrialContext(SearchContext):
 def execute(job: SearchJob, events: Events | None = None, *, finalize_after: bool = True) -> str:
     """Run one search and (by default) its test evaluation; returns the run's final status."""
     events = events or Events()
+    if job.lane > 0:
+        return execute_lane(job, events)
     store = Store(job.store_url)
+    lanes: list[subprocess.Popen[bytes]] = []
     try:
         try:
             dataset, family, strategy = _instantiate(job)
+            if job.lanes > 1 and job.spawn_lanes:  # they load their data while this one does
+                lanes = _spawn_lanes(job)
             data = _load(job, store, dataset)
         except Exception as exc:
             _fail(store, job, exc, stage="setup")
             return "failed"
 
         budget = Budget(job.budget_s, trial_seconds=job.trial_budget_s)
-        cpu_start = time.process_time()
+        cpu_start = time.process_time() + _children_cpu_s()
         started = time.time()
-        store.update_run(job.run_id, started_at=started)
+        store.update_run(job.run_id, started_at=started, lanes=job.lanes)  # the other lanes start on this
         events.send("started", started_at=started, deadline=started + job.budget_s)
         ctx = TrialContext(job, store, family, data, budget, events)
-        stop_reason, error = "completed", None
-        try:
-            strategy.search(ctx)
-        except BudgetExhausted:
-            stop_reason = "budget"
-        except _FatalTrialError as exc:
-            stop_reason, error = "error", str(exc)
-        except Exception as exc:  # the strategy itself broke
-            traceback.print_exc()
-            stop_reason, error = "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+        stop_reason, error = _search(strategy, ctx)
+        if job.lanes > 1:
+            _await_lanes(job, store, lanes, deadline=started + job.budget_s, done=stop_reason != "budget")
         finished = time.time()
         if stop_reason == "completed" and budget.expired:
             stop_reason = "budget"
         gpus = len(store.run(job.run_id)["hardware"]["gpus"])
+        cpu = time.process_time() + _children_cpu_s() - cpu_start  # lanes started here included
         store.update_run(job.run_id, finished_at=finished, stop_reason=stop_reason, error=error,
-                         n_trials=len(ctx.trials), cpu_seconds=time.process_time() - cpu_start,
+                         n_trials=len(store.trials([job.run_id])), cpu_seconds=cpu,
                          accelerator_seconds=(finished - started) * gpus)
         events.send("search_done", finished_at=finished, stop_reason=stop_reason)
         if error is not None:
@@ -298,7 +324,122 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
             return "running"
         return finalize(job, store, data=data, family=family)
     finally:
+        for proc in lanes:  # only after an error: _await_lanes has ended them otherwise
+            if proc.poll() is None:
+                proc.kill()
         store.close()
+
+
+def _search(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]:
+    """Drive the strategy; its stop reason, and an error if it broke."""
+    try:
+        strategy.search(ctx)
+    except BudgetExhausted:
+        return "budget", None
+    except _FatalTrialError as exc:
+        return "error", str(exc)
+    except Exception as exc:  # the strategy itself broke
+        traceback.print_exc()
+        return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+    return "completed", None
+
+
+# -- parallel trials: the other lanes of a search ---------------------------------------------------------
+
+def _spawn_lanes(job: SearchJob) -> list[subprocess.Popen[bytes]]:
+    """Start lanes 1..N-1 as child processes of this one (so the runner's kill reaches them)."""
+    procs = []
+    fd = os.environ.get(EVENT_FD_ENV)
+    env = dict(os.environ, TUNEBENCH_PARENT_PID=str(os.getpid()))
+    for lane in range(1, job.lanes):
+        path = Path(job.artifact_dir) / f"job.lane{lane}.json"
+        path.write_text(dataclasses.replace(job, lane=lane).to_json())
+        procs.append(subprocess.Popen([sys.executable, "-m", "harness.worker", str(path)], env=env,
+                                      pass_fds=(int(fd),) if fd else (), stdin=subprocess.DEVNULL))
+    return procs
+
+
+def execute_lane(job: SearchJob, events: Events) -> str:
+    """Lane k > 0 of a search with parallel trials: load the data, wait for lane 0's clock to start,
+    then drive the strategy against the same run until the same deadline."""
+    store = Store(job.store_url)
+    try:
+        try:
+            dataset, family, strategy = _instantiate(job)
+            set_precision(job.training)
+            data = dataset.splits(job.seed)
+            started = None
+            give_up = time.time() + SETUP_WAIT_S
+            while started is None and time.time() < give_up:
+                run = store.run(job.run_id)
+                if run["status"] not in ("running", "queued") or run["finished_at"] is not None:
+                    print(f"lane {job.lane}: run {job.run_id} has ended already; nothing to do", flush=True)
+                    return "ok"
+                started = run["started_at"]
+                if started is None:
+                    time.sleep(LANE_POLL_S)
+            if started is None:
+                raise TunebenchError(f"lane 0 of run {job.run_id} did not start its search within "
+                                     f"{SETUP_WAIT_S:.0f} s")
+            if run["split_fingerprint"] and data.fingerprint != run["split_fingerprint"]:
+                raise TunebenchError(f"lane {job.lane} on {socket.gethostname()} gives split fingerprint "
+                                     f"{data.fingerprint}, lane 0 on {run['host']} had {run['split_fingerprint']}: "
+                                     f"the data differs between machines. Give every worker the same copy")
+        except Exception as exc:
+            traceback.print_exc()
+            print(f"lane {job.lane} of run {job.run_id} could not start: {exc}", flush=True)
+            return "failed"
+        # The same wall-clock deadline as lane 0, on this process's monotonic clock.
+        budget = Budget(job.budget_s, started=time.monotonic() - (time.time() - started),
+                        trial_seconds=job.trial_budget_s)
+        ctx = TrialContext(job, store, family, data, budget, events)
+        stop_reason, error = _search(strategy, ctx)
+        if error:
+            print(f"lane {job.lane} of run {job.run_id}: {error}", flush=True)
+        return "ok" if error is None else "failed"
+    finally:
+        store.lane_done(job.run_id)
+        store.close()
+
+
+def _await_lanes(job: SearchJob, store: Store, procs: list[subprocess.Popen[bytes]], *, deadline: float,
+                 done: bool) -> None:
+    """Wait for the other lanes to finish their trials (they stop at the same deadline); a lane
+    still running `LANE_GRACE x allowed_overshoot` past it is killed, and its trial in flight recorded as
+    `timeout`. Lanes started elsewhere (a cluster) are waited for through the store, until they
+    report back or no trial is in flight once the strategy is `done` (out of work) or the deadline passed."""
+    from harness.budget import allowed_overshoot
+
+    cutoff = deadline + LANE_GRACE * allowed_overshoot(job.budget_s)
+    while time.time() < cutoff:
+        if procs:
+            if all(p.poll() is not None for p in procs):
+                break
+        elif (store.run(job.run_id)["lanes_done"] or 0) >= job.lanes - 1:
+            break
+        elif ((done or time.time() >= deadline)
+              and not any(t["status"] == "running" for t in store.trials([job.run_id]))):
+            break  # nothing in flight, and nothing left to start: a lane not yet placed would find no work
+        time.sleep(LANE_POLL_S)
+    for lane, proc in enumerate(procs, 1):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            store.close_open_trials(job.run_id, TIMEOUT, f"lane {lane} did not stop at the deadline; killed",
+                                    lane=lane)
+        elif proc.returncode not in (0, 1):
+            store.close_open_trials(job.run_id, FAILED, f"lane {lane}'s process exited with code "
+                                    f"{proc.returncode}", lane=lane)
+    # A lane on another machine that never reported back (its node died, or it never started).
+    store.close_open_trials(job.run_id, INTERRUPTED, "its lane did not finish (the process or its node was lost)")
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds used by this process's finished (reaped) children: the lanes it started."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None = None,
@@ -308,7 +449,8 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
     store = store or Store(job.store_url)
     try:
         run = store.run(job.run_id)
-        weights = Path(job.artifact_dir) / BEST_WEIGHTS
+        best = [t for t in store.trials([job.run_id]) if t["number"] == run["best_trial"]]
+        weights = weights_path(job.artifact_dir, (best[0]["lane"] or 0) if best else 0)
         if run["best_params"] is None or not weights.exists():
             store.update_run(job.run_id, status="failed", completed_at=time.time(),
                              error=run["error"] or "no trial finished with a validation score")

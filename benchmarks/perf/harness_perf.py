@@ -277,7 +277,8 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
         def space(self, hp: Any = None) -> dict[str, Any]:
             return dict(space)
 
-        def run_trial(self, hp: Any, *, epochs: int | None = None, report: Any = None) -> TrialRecord:
+        def run_trial(self, hp: Any, *, epochs: int | None = None, report: Any = None,
+                      number: int | None = None) -> TrialRecord:
             if len(self._trials) >= self.limit or self.budget.expired:
                 raise BudgetExhausted()
             for p in space.values():  # the family's declarations (define-by-run samplers sample here)

@@ -11,6 +11,7 @@ class GridSearch(SearchStrategy):
     """Every combination of the values listed in `grid` (others at their defaults), in order."""
 
     name = "grid"
+    parallel = True
     options_schema = {
         "grid": Option(dict, None, "hyperparameter name -> list of values, e.g. {epochs: [1, 5, 10], units: [32, 64]}",
                        required=True),
@@ -33,12 +34,10 @@ class GridSearch(SearchStrategy):
             yield dict(zip(names, values))
 
     def search(self, ctx):
-        limit = self.options["max_trials"]
-        runs = (combo for combo in self.combinations() for _ in range(self.options["repeats"]))
-        for count, combo in enumerate(runs):
-            if limit is not None and count >= limit:
-                return
-            ctx.run_trial(FixedHyperParameters(combo))
+        runs = [combo for combo in self.combinations() for _ in range(self.options["repeats"])]
+        limit = min(len(runs), self.options["max_trials"] or len(runs))
+        for number in ctx.trial_numbers(limit):  # with parallel_trials, each lane takes the next cell
+            ctx.run_trial(FixedHyperParameters(runs[number]), number=number)
 
 
 @hookimpl

@@ -20,6 +20,12 @@ UNLIMITED = 10**6
 class KerasTunerSearch(SearchStrategy):
     """Base for strategies backed by a KerasTuner oracle."""
 
+    # KerasTuner's own parallel mode runs the oracle in a chief process that workers reach over
+    # gRPC (KERASTUNER_TUNER_ID / ORACLE_IP / ORACLE_PORT); here the oracle lives in the search's
+    # process, so a KerasTuner search runs one trial at a time, and `--workers` runs searches side by side.
+    serial_reason = (": KerasTuner's oracle lives in the search's process (its distributed mode needs a "
+                     "separate chief process reached over gRPC, which tunebench does not start)")
+
     common_options = {
         **SearchStrategy.common_options,
         "keep_trial_dirs": Option(bool, False, "keep KerasTuner's oracle and trial files after the search"),
@@ -40,13 +46,14 @@ class KerasTunerSearch(SearchStrategy):
         # samples every hyperparameter from its first trial on (Hyperband stops on an empty space).
         ctx.space(KerasTunerHyperParameters(oracle.hyperparameters))
         try:
-            for _ in self.trial_numbers():
+            for number in self.trial_numbers(ctx):
                 trial = oracle.create_trial("tunebench")
                 if trial.status != "RUNNING":  # STOPPED: the oracle has nothing more to try
                     return
                 epochs = trial.hyperparameters.values.get("tuner/epochs")
                 try:
-                    record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs)
+                    record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs,
+                                          number=number)
                 except BudgetExhausted:
                     trial.status, trial.message = "FAILED", "not run: the search's budget was spent"
                     oracle.end_trial(trial)

@@ -3,7 +3,14 @@
 Optuna checks its own timeout only between trials; here every trial runs under the search's
 deadline instead. Validation metrics are reported to the pruner after every epoch, and a pruned
 trial is recorded as `pruned` with its partial learning curve. The study lives in memory unless
-`storage` names a database (an SQLAlchemy URL), so that several workers can share one study.
+`storage` names a database (an SQLAlchemy URL).
+
+With `parallel_trials: N`, N processes ("lanes") share one study, each asking it for trials: in
+the results store's PostgreSQL (schema `tunebench_optuna`) when the store is PostgreSQL, so lanes
+may run on different machines of a cluster, else in an Optuna journal file under the run's folder.
+Each lane's sampler gets its own seed (lane 0 keeps the search's), so lanes never propose the same
+random start-up trials; TPE's `constant_liar` (Optuna's default) keeps lanes from piling onto one
+region while trials are in flight.
 """
 
 from __future__ import annotations
@@ -14,6 +21,37 @@ from harness import (BudgetExhausted, Option, OptunaHyperParameters, SearchStrat
                      hookimpl, require)
 
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
+#: The PostgreSQL schema of shared studies: Optuna's tables (`studies`, `trials`, ...) would
+#: otherwise collide with the results store's.
+OPTUNA_SCHEMA = "tunebench_optuna"
+
+
+def shared_storage(optuna, ctx):
+    """A storage every lane of the search reaches: the results store's PostgreSQL in its own
+    schema, or a journal file in the run's folder (one machine)."""
+    if ctx.shared_store_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(ctx.shared_store_url)
+        try:
+            with engine.connect() as conn:  # lanes start together: create the schema and tables one at a time
+                conn.execute(sa.text("SELECT pg_advisory_lock(72164)"))
+                try:
+                    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+                    conn.commit()
+                    return optuna.storages.RDBStorage(
+                        ctx.shared_store_url,
+                        engine_kwargs={"connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"},
+                                       "pool_pre_ping": True})
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(72164)"))
+                    conn.commit()
+        finally:
+            engine.dispose()
+    from optuna.storages.journal import JournalFileBackend
+
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(ctx.workdir / "optuna.journal")))
 
 
 class OptunaSearch(SearchStrategy):
@@ -40,14 +78,19 @@ class OptunaSearch(SearchStrategy):
             return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=ctx.max_epochs or "auto")
         return optuna.pruners.NopPruner()
 
+    parallel = True
+
     def search(self, ctx):
         optuna = require("optuna", extra="dev", purpose=f"strategy '{self.name}'")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, ctx.seed),
-                                    pruner=self.make_pruner(optuna, ctx), storage=self.options["storage"],
-                                    study_name=self.options["study_name"] or f"tunebench-{ctx.search_key}",
-                                    load_if_exists=True)
-        for _ in self.trial_numbers():
+        storage, name = self.options["storage"], self.options["study_name"] or f"tunebench-{ctx.search_key}"
+        if storage is None and ctx.lanes > 1:
+            storage, name = shared_storage(optuna, ctx), self.options["study_name"] or f"tunebench-run-{ctx.run_id}"
+        seed = ctx.seed if ctx.lane == 0 else ctx.seed + 7919 * ctx.lane
+        study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, seed),
+                                    pruner=self.make_pruner(optuna, ctx), storage=storage,
+                                    study_name=name, load_if_exists=True)
+        for number in self.trial_numbers(ctx):
             trial = study.ask()
 
             def report(epoch, metrics, trial=trial):
@@ -59,7 +102,7 @@ class OptunaSearch(SearchStrategy):
                     raise TrialPruned()
 
             try:
-                record = ctx.run_trial(OptunaHyperParameters(trial), report=report)
+                record = ctx.run_trial(OptunaHyperParameters(trial), report=report, number=number)
             except BudgetExhausted:
                 # The trial was asked for but never ran: close it, or a shared study keeps it RUNNING.
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -9,11 +9,13 @@ class RandomSearch(SearchStrategy):
     """Random search: independent uniform (log-uniform on log scales) draws, seeded per trial."""
 
     name = "random"
+    parallel = True
 
     def search(self, ctx):
-        for number in self.trial_numbers():
-            # Seeded by (search seed, trial number): the same seed proposes the same sequence.
-            ctx.run_trial(RandomHyperParameters((ctx.seed, number)))
+        for number in self.trial_numbers(ctx):
+            # Seeded by (search seed, trial number): the same seed proposes the same sequence, however
+            # many lanes share the search.
+            ctx.run_trial(RandomHyperParameters((ctx.seed, number)), number=number)
 
 
 @hookimpl

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from harness import leaderboard
 from harness.store import Store
@@ -109,6 +110,39 @@ strategies: [random]
     assert store.claim_of(first["search_key"])["run_id"] == second["id"]
     board = leaderboard.build(store, baselines=False)
     assert list(board["runs_ok"]) == [1]
+
+
+def test_one_optuna_search_spreads_its_trials_over_two_ray_nodes_through_postgres(
+        tmp_path, ray_address, postgres_url):
+    """parallel_trials: 2 on Ray: lane 0 and lane 1 are separate tasks (each node has one CPU, so
+    they land on different raylets), asking one Optuna study kept in the store's PostgreSQL."""
+    import optuna
+
+    suite = write_suite(tmp_path / "suite.yaml", """name: shared_study
+budget: 60s
+datasets: [{digits: {size: 8}}]
+model_families: [{scripted: {then: slow, batch_sleep: 0.03, params: {epochs: 1}}}]
+strategies: [{optuna_tpe: {max_trials: 8, n_startup_trials: 2, parallel_trials: 2}}]
+""")
+    result = tunebench("run", str(suite), "--executor", "ray", "--address", ray_address, "--store", postgres_url,
+                       "--results", str(tmp_path / "r"), "--plugin", TESTING_PLUGINS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = Store(postgres_url)
+    (run,) = store.runs()
+    trials = store.trials([run["id"]])
+    assert run["status"] == "ok" and run["lanes"] == 2 and run["executor"] == "ray"
+    assert sorted(t["number"] for t in trials) == list(range(8)) and run["n_trials"] == 8
+    assert {t["lane"] for t in trials} == {0, 1}  # both tasks ran trials of the one search
+    assert (Path(run["artifact_dir"]) / "log.lane1.txt").exists()  # lane 1 ran as its own Ray task
+    storage = optuna.storages.RDBStorage(postgres_url, engine_kwargs={
+        "connect_args": {"options": "-csearch_path=tunebench_optuna"}})
+    study = optuna.load_study(study_name=f"tunebench-run-{run['id']}", storage=storage)
+    assert len(study.trials) == 8  # one study trial per harness trial, whichever lane asked
+    complete = sorted(t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert complete == pytest.approx(sorted(t["score"] for t in trials if t["status"] == "ok"))
+    # Optuna's tables live in their own schema, beside (not inside) the results store's
+    assert "trials" in sa.inspect(store.engine).get_table_names(schema="tunebench_optuna")
+    assert run["finished_at"] - run["started_at"] <= run["budget_s"] + 3.0
 
 
 def test_two_runners_on_one_store_share_the_work_without_duplicates(tmp_path, postgres_url):

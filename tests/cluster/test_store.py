@@ -80,3 +80,39 @@ def test_an_older_store_is_upgraded_in_place_without_losing_rows(url):
     store.update_run(7, attempt=1, executor="ray")
     assert store.run(7)["executor"] == "ray"
     store.close()
+
+
+def _new_run(store: Store) -> int:
+    return store.create_run(search_key="k", suite="s", dataset="d", model_family="m", strategy="random", seed=0,
+                            budget_s=10.0)
+
+
+def test_lanes_of_one_search_get_distinct_trial_numbers_and_the_best_trial_wins(url):
+    """The processes sharing one search (parallel trials) race for trial numbers and for the run's
+    best: every number is handed out once, in order, and the best score is the one recorded."""
+    Store(url).close()
+    stores = [Store(url) for _ in range(6)]
+    run_id = _new_run(stores[0])
+    numbers: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def take(i: int) -> None:
+        barrier.wait()
+        for j in range(10):
+            n = stores[i].next_trial_number(run_id)
+            numbers.append(n)
+            stores[i].offer_best(run_id, score=(n * 37 % 61) / 61, best_trial=n)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(numbers) == list(range(60))
+    best = max(range(60), key=lambda n: n * 37 % 61)
+    run = stores[0].run(run_id)
+    assert run["best_trial"] == best and run["best_val"] == pytest.approx((best * 37 % 61) / 61)
+    assert stores[0].offer_best(run_id, score=0.0, best_trial=99) is False  # a worse score changes nothing
+    assert [stores[0].lane_done(run_id) for _ in range(2)] == [1, 2]
+    for s in stores:
+        s.close()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from types import SimpleNamespace
 
 import pytest
@@ -29,7 +31,13 @@ def test_defaults_are_resolved_into_the_search_identity(catalog):
             == [s.key for s in parse_suite(implicit, catalog).searches()])
     suite = parse_suite(dict(GOOD), catalog)
     assert dict(suite.strategies[1].options) == {"max_trials": None, "n_startup_trials": 3, "multivariate": False,
-                                                 "pruner": "none", "storage": None, "study_name": None}
+                                                 "pruner": "none", "storage": None, "study_name": None,
+                                                 "parallel_trials": 1}
+    # an option added later leaves keys of earlier stores alone at its default, and changes them otherwise
+    lanes = dict(GOOD, strategies=[{"random": {"parallel_trials": 2}}])
+    assert "parallel_trials" not in json.dumps(suite.strategies[1].identity())
+    assert ({s.key for s in parse_suite(lanes, catalog).searches()}
+            .isdisjoint(s.key for s in parse_suite(implicit, catalog).searches()))
 
 
 def test_every_problem_is_reported_at_once(catalog):
