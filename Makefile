@@ -7,7 +7,7 @@ SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 
-.PHONY: install bench test perf constraints clean data
+.PHONY: install bench test test-jax perf constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ TORCH_CORE := tests/harness/test_worker.py \
 test: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(TORCH_CORE)
+
+# Every built-in model family under JAX (not in `make test`: XLA compiles slowly on CPU, so this
+# takes about a minute more; tests/harness/test_backends.py runs a jax search in `make test`).
+JAX_CORE := tests/plugins/test_models.py::test_every_family_builds_and_trains_a_step
+
+test-jax: install
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(JAX_CORE)
 
 # What the harness costs (overhead, overshoot, memory, proposal latency): results/perf/harness_perf.{json,md}
 perf: install
