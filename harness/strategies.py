@@ -88,7 +88,7 @@ class SearchContext(ABC):
     @property
     @abstractmethod
     def trials(self) -> tuple[TrialRecord, ...]:
-        """Every trial of this search so far, in order."""
+        """Every trial of this search so far, in order (with parallel trials: this lane's)."""
 
     @property
     def best(self) -> TrialRecord | None:
