@@ -61,6 +61,8 @@ def test_the_fixed_strategy_runs_only_the_pinned_configurations(catalog):
     searches = suite.searches()
     grid = [s for s in searches if s.strategy.label == "grid"]
     assert {s.model_family.label for s in grid} == {"dense_grid"}
+    study = [s for s in searches if s.strategy.label == "regularisation"]
+    assert {s.model_family.label for s in study} == {"dense_regularised"} and len(study) == 3
     assert {s.budget_s for s in searches if s.strategy.label == "random"} == {600.0}
 
 
