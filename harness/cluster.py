@@ -32,9 +32,10 @@ from typing import IO, Any
 
 from harness.errors import TunebenchError
 from harness.budget import allowed_overshoot
-from harness.runner import SETUP_TIMEOUT_S, Outcome, Runner, lanes_of
+from harness.runner import Outcome, Runner, lanes_of
 from harness.strategies import INTERRUPTED
 from harness.suite import Search
+from harness.worker import SETUP_TIMEOUT_S
 
 #: Seconds between checks of the submitted tasks.
 POLL_S = 0.5
@@ -86,15 +87,12 @@ def _run_lane_remote(job_json: str, timeout_s: float) -> int:
     import os
     import subprocess
 
-    from harness.worker import SearchJob
+    from harness.worker import SearchJob, lane_command
 
     job = SearchJob.from_json(job_json)
-    folder = Path(job.artifact_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"job.lane{job.lane}.json"
-    path.write_text(job_json)
-    with open(folder / f"log.lane{job.lane}.txt", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(path)], stdout=log,
+    command = lane_command(job, job.lane)
+    with open(Path(job.artifact_dir) / f"log.lane{job.lane}.txt", "ab") as log:
+        proc = subprocess.Popen(command, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
         try:
@@ -156,7 +154,7 @@ class RayExecutor:
             job = self.runner.job_for(search, run_id)
             for lane in range(1, lanes_of(search)):
                 lane_refs.append(lane_task.remote(
-                    dataclasses.replace(job, lane=lane, spawn_lanes=False).to_json(),
+                    dataclasses.replace(job, lane=lane).to_json(),
                     SETUP_TIMEOUT_S + search.budget_s + allowed_overshoot(search.budget_s)))
             self._say(f"[{index}/{total}] queued {search.title} (run {run_id}"
                       f"{f', attempt {attempt}' if attempt > 1 else ''}, budget {search.budget_s:g}s)")

@@ -29,10 +29,8 @@ from harness.budget import allowed_overshoot, format_duration
 from harness.store import Store
 from harness.strategies import FAILED, INTERRUPTED, TIMEOUT
 from harness.suite import Search, Suite
-from harness.worker import EVENT_FD_ENV, PluginCall, SearchJob
+from harness.worker import EVENT_FD_ENV, SETUP_TIMEOUT_S, PluginCall, SearchJob
 
-#: How long loading plugins, Keras and the data may take before the search's clock starts.
-SETUP_TIMEOUT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
 #: Share of the allowed overshoot after which a search that has not stopped is killed.
 KILL_AT = 0.6
 POLL_S = 0.2

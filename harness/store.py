@@ -247,10 +247,23 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(trials.update().where(trials.c.id == trial_id).values(**fields))
             run_id = conn.execute(sa.select(trials.c.run_id).where(trials.c.id == trial_id)).scalar_one()
-            count = conn.execute(sa.select(sa.func.count()).select_from(trials)
-                                 .where(trials.c.run_id == run_id)).scalar_one()
+            count = self._count(conn, trials.c.run_id == run_id)
             conn.execute(runs.update().where(runs.c.id == run_id).values(n_trials=count,
                                                                           heartbeat_at=time.time()))
+
+    @staticmethod
+    def _count(conn: sa.Connection, *where: Any) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(trials).where(*where)).scalar_one())
+
+    def trial_count(self, run_id: int) -> int:
+        """How many trials the run has recorded (every lane's, finished or not)."""
+        with self.engine.connect() as conn:
+            return self._count(conn, trials.c.run_id == run_id)
+
+    def open_trials(self, run_id: int) -> int:
+        """How many of the run's trials are still `running` (in flight, in any lane)."""
+        with self.engine.connect() as conn:
+            return self._count(conn, trials.c.run_id == run_id, trials.c.status == "running")
 
     def close_open_trials(self, run_id: int, status: str, error: str, finished_at: float | None = None,
                           *, lane: int | None = None) -> int:

@@ -48,8 +48,9 @@ LANE_POLL_S = 0.2
 #: Share of the allowed overshoot lane 0 waits past the deadline for the other lanes before it kills
 #: them: well before the runner's own kill (`runner.KILL_AT`), so the search still ends on time.
 LANE_GRACE = 0.3
-#: How long a lane waits for lane 0 to load its data and start the clock.
-SETUP_WAIT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
+#: How long loading plugins, Keras and the data may take before the search's clock starts (the
+#: runner kills a search process still in setup after this; a lane waits this long for lane 0).
+SETUP_TIMEOUT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
 
 
 def weights_path(artifact_dir: str | Path, lane: int = 0) -> Path:
@@ -314,7 +315,7 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
         gpus = len(store.run(job.run_id)["hardware"]["gpus"])
         cpu = time.process_time() + _children_cpu_s() - cpu_start  # lanes started here included
         store.update_run(job.run_id, finished_at=finished, stop_reason=stop_reason, error=error,
-                         n_trials=len(store.trials([job.run_id])), cpu_seconds=cpu,
+                         n_trials=store.trial_count(job.run_id), cpu_seconds=cpu,
                          accelerator_seconds=(finished - started) * gpus)
         events.send("search_done", finished_at=finished, stop_reason=stop_reason)
         if error is not None:
@@ -346,17 +347,21 @@ def _search(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | Non
 
 # -- parallel trials: the other lanes of a search ---------------------------------------------------------
 
+def lane_command(job: SearchJob, lane: int) -> list[str]:
+    """Write lane `lane`'s job file beside the run's and return the command that runs that lane."""
+    folder = Path(job.artifact_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"job.lane{lane}.json"
+    path.write_text(dataclasses.replace(job, lane=lane, spawn_lanes=False).to_json())
+    return [sys.executable, "-m", "harness.worker", str(path)]
+
+
 def _spawn_lanes(job: SearchJob) -> list[subprocess.Popen[bytes]]:
     """Start lanes 1..N-1 as child processes of this one (so the runner's kill reaches them)."""
-    procs = []
     fd = os.environ.get(EVENT_FD_ENV)
     env = dict(os.environ, TUNEBENCH_PARENT_PID=str(os.getpid()))
-    for lane in range(1, job.lanes):
-        path = Path(job.artifact_dir) / f"job.lane{lane}.json"
-        path.write_text(dataclasses.replace(job, lane=lane).to_json())
-        procs.append(subprocess.Popen([sys.executable, "-m", "harness.worker", str(path)], env=env,
-                                      pass_fds=(int(fd),) if fd else (), stdin=subprocess.DEVNULL))
-    return procs
+    return [subprocess.Popen(lane_command(job, lane), env=env, pass_fds=(int(fd),) if fd else (),
+                             stdin=subprocess.DEVNULL) for lane in range(1, job.lanes)]
 
 
 def execute_lane(job: SearchJob, events: Events) -> str:
@@ -369,7 +374,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
             set_precision(job.training)
             data = dataset.splits(job.seed)
             started = None
-            give_up = time.time() + SETUP_WAIT_S
+            give_up = time.time() + SETUP_TIMEOUT_S
             while started is None and time.time() < give_up:
                 run = store.run(job.run_id)
                 if run["status"] not in ("running", "queued") or run["finished_at"] is not None:
@@ -380,11 +385,8 @@ def execute_lane(job: SearchJob, events: Events) -> str:
                     time.sleep(LANE_POLL_S)
             if started is None:
                 raise TunebenchError(f"lane 0 of run {job.run_id} did not start its search within "
-                                     f"{SETUP_WAIT_S:.0f} s")
-            if run["split_fingerprint"] and data.fingerprint != run["split_fingerprint"]:
-                raise TunebenchError(f"lane {job.lane} on {socket.gethostname()} gives split fingerprint "
-                                     f"{data.fingerprint}, lane 0 on {run['host']} had {run['split_fingerprint']}: "
-                                     f"the data differs between machines. Give every worker the same copy")
+                                     f"{SETUP_TIMEOUT_S:.0f} s")
+            check_fingerprint(store, job.run_id, data.fingerprint)  # against lane 0's too
         except Exception as exc:
             traceback.print_exc()
             print(f"lane {job.lane} of run {job.run_id} could not start: {exc}", flush=True)
@@ -417,8 +419,7 @@ def _await_lanes(job: SearchJob, store: Store, procs: list[subprocess.Popen[byte
                 break
         elif (store.run(job.run_id)["lanes_done"] or 0) >= job.lanes - 1:
             break
-        elif ((done or time.time() >= deadline)
-              and not any(t["status"] == "running" for t in store.trials([job.run_id]))):
+        elif (done or time.time() >= deadline) and not store.open_trials(job.run_id):
             break  # nothing in flight, and nothing left to start: a lane not yet placed would find no work
         time.sleep(LANE_POLL_S)
     for lane, proc in enumerate(procs, 1):
@@ -581,8 +582,8 @@ def check_fingerprint(store: Store, run_id: int, fingerprint: str) -> None:
     """Refuse to search on data that differs from what other runs of this suite, dataset and seed
     used (another node's copy of the data, say): results would not be comparable."""
     run = store.run(run_id)
-    for other in store.runs(suite=run["suite"]):
-        if (other["id"] != run_id and other["dataset"] == run["dataset"] and other["seed"] == run["seed"]
+    for other in store.runs(suite=run["suite"]):  # this run included: its lane 0 may have recorded one
+        if (other["dataset"] == run["dataset"] and other["seed"] == run["seed"]
                 and other["dataset_options"] == run["dataset_options"] and other["split_fingerprint"]
                 and other["split_fingerprint"] != fingerprint):
             raise TunebenchError(
