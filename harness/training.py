@@ -165,9 +165,35 @@ def test_report(model: keras.Model, x: Any, y: Any, task: str, class_names: tupl
 
 def release(model: Any) -> None:
     """Free what a finished trial holds (Keras's global state; `clear_session` also runs the
-    garbage collector)."""
+    garbage collector). Under TensorFlow, also the traced graphs TensorFlow itself would keep."""
     del model
     keras.backend.clear_session()
+    if keras.backend.backend() == "tensorflow":
+        purge_custom_gradients()
+
+
+def purge_custom_gradients() -> int:
+    """Drop the gradient functions TensorFlow registers for `tf.custom_gradient` ops; returns how many.
+
+    Each time a training step is traced, every `tf.custom_gradient` in it registers its gradient
+    function under a fresh name (`CustomGradient-N`) in TensorFlow's global gradient registry, and
+    nothing ever removes it. The function's closure holds tensors of the traced graph, so every
+    trained model's training graph stays alive: about 6 MB per `fit` of a small convnet, the whole
+    of the per-trial memory growth tunebench saw under TensorFlow (TensorFlow issues #97697 and
+    #27492, keras #20245). A gradient function is only looked up while a graph that uses it is
+    traced and differentiated; a later trace registers fresh ones, so after `clear_session` they are
+    dead weight. The registry is private, so this does nothing if TensorFlow changes its layout.
+    """
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except (ImportError, AttributeError):
+        return 0
+    stale = [name for name in list(registry) if isinstance(name, str) and name.startswith("CustomGradient-")]
+    for name in stale:
+        registry.pop(name, None)
+    return len(stale)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -175,3 +201,4 @@ def is_out_of_memory(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}"
     return any(s in text for s in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemory",
                                    "out of memory", "MemoryError", "OOM when allocating"))
+

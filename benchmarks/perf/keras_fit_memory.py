@@ -11,6 +11,8 @@ cycles is printed. Variants change one thing at a time:
     python benchmarks/perf/keras_fit_memory.py evaluate   # evaluate only, no training step
     python benchmarks/perf/keras_fit_memory.py predict    # predict only
     python benchmarks/perf/keras_fit_memory.py build      # build + compile only
+    python benchmarks/perf/keras_fit_memory.py purge      # fit, then tunebench's release (TensorFlow's
+                                                          # leaked custom-gradient registrations dropped)
 
 Run it under each backend with KERAS_BACKEND=tensorflow / torch / jax.
 """
@@ -22,7 +24,7 @@ import sys
 import numpy as np
 import psutil
 
-VARIANTS = ("fit", "sgd", "eager", "evaluate", "predict", "build")
+VARIANTS = ("fit", "sgd", "eager", "evaluate", "predict", "build", "purge")
 
 
 def main() -> int:
@@ -42,12 +44,16 @@ def main() -> int:
                                   keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
         model.compile("sgd" if variant == "sgd" else "adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
                       run_eagerly=variant == "eager")
-        if variant in ("fit", "sgd", "eager"):
+        if variant in ("fit", "sgd", "eager", "purge"):
             model.fit(x, y, epochs=1, batch_size=64, verbose=0, validation_split=0.1)
         elif variant == "evaluate":
             model.evaluate(x, y, verbose=0)
         elif variant == "predict":
             model.predict(x, verbose=0)
+        if variant == "purge":
+            from harness import training
+
+            training.release(model)
         del model
         keras.backend.clear_session()
         rss.append(psutil.Process().memory_info().rss / 2**20)
