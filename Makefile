@@ -24,7 +24,7 @@ bench: install
 	$(BIN)/tunebench run $(SUITE)
 
 # The whole suite under TensorFlow (the default backend), then a core subset under PyTorch.
-TORCH_CORE := tests/harness/test_worker.py \
+TORCH_CORE := tests/harness/test_worker.py tests/harness/test_training.py \
 	tests/plugins/test_models.py::test_every_family_builds_and_trains_a_step \
 	tests/plugins/test_strategy_conformance.py::TestRandom \
 	tests/plugins/test_strategy_conformance.py::TestOptunaTPE \
