@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from harness.options import Configurable, Option
 
@@ -62,6 +62,24 @@ class Splits:
     spec: DataSpec
     fingerprint: str
     sizes: dict[str, int] = field(default_factory=dict)
+    #: Backend tensors holding the training and validation splits in accelerator memory
+    #: (`x_train`, `y_train`, `x_val`, `y_val`), when the harness copied them there before the
+    #: first trial (`training: data_on_device`). The host arrays above stay the reference.
+    on_device: dict[str, Any] | None = None
+
+    @property
+    def train(self) -> tuple[Any, Any]:
+        """`(x, y)` of the training split as `model.fit` should get it: the accelerator copy when
+        there is one (no host-to-device copy per batch), otherwise the host arrays, which Keras
+        streams with prefetching."""
+        d = self.on_device
+        return (d["x_train"], d["y_train"]) if d else (self.x_train, self.y_train)
+
+    @property
+    def validation(self) -> tuple[Any, Any]:
+        """`(x, y)` of the validation split, for `model.fit(validation_data=...)`; see `train`."""
+        d = self.on_device
+        return (d["x_val"], d["y_val"]) if d else (self.x_val, self.y_val)
 
     def class_weights(self) -> dict[int, float]:
         """Class weights from the training split, for model families: balanced weights

@@ -113,7 +113,9 @@ class ModelFamily(Configurable):
             callbacks: list[keras.callbacks.Callback], verbose: int = 0) -> Any:
         """Train on the training split, validating on the validation split after every epoch.
 
-        Overrides must pass `callbacks` to every `model.fit` call: they carry the deadline.
+        Overrides must pass `callbacks` to every `model.fit` call: they carry the deadline. They
+        should train on `data.train` and validate on `data.validation`, which are on the accelerator
+        when the harness put them there (`data.x_train` etc. are always the host arrays).
         `settings.extra["class_weight"]`, when true, weights classes by `data.class_weights()`.
         """
         class_weight = class_weight_for(data, settings)
@@ -122,7 +124,7 @@ class ModelFamily(Configurable):
             weights = data.class_weights()
             model.compile(optimizer=model.optimizer, metrics=metrics_for(data.spec.task), **settings.compile_options,
                           loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
-        return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+        return model.fit(*data.train, validation_data=data.validation,
                          epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
                          callbacks=callbacks, verbose=verbose)
 

@@ -267,7 +267,7 @@ class Runner:
         env = dict(os.environ, **{EVENT_FD_ENV: str(write_fd), "TUNEBENCH_PARENT_PID": str(os.getpid()),
                                   "PYTHONUNBUFFERED": "1"})
         if slot is not None:
-            env.update(accelerator_env(slot, shared=len(self.slots) > len(set(self.slots))))
+            env.update(accelerator_env(slot, share=self.slots.count(slot)))
         if search.backend is not None:
             env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
@@ -408,12 +408,18 @@ def backend_of(search: Search) -> str:
     return search.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
-def accelerator_env(device: str, *, shared: bool) -> dict[str, str]:
-    """Environment pinning a search process to one GPU; when several share it, none may grab all
-    of its memory up front (TensorFlow: memory growth; JAX: no preallocation)."""
+#: How many searches share this process's GPU (`--trials-per-gpu`), for the worker's data placement.
+GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
+
+
+def accelerator_env(device: str, *, share: int = 1) -> dict[str, str]:
+    """Environment pinning a search process to one GPU that `share` searches use at once. When
+    several share it, none may grab all of its memory up front (TensorFlow: memory growth; JAX: no
+    preallocation), and each counts on 1/`share` of it when deciding whether its data fits there."""
     env = {"CUDA_VISIBLE_DEVICES": device}
-    if shared:
-        env.update(TF_FORCE_GPU_ALLOW_GROWTH="true", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    if share > 1:
+        env.update(TF_FORCE_GPU_ALLOW_GROWTH="true", XLA_PYTHON_CLIENT_PREALLOCATE="false",
+                   **{GPU_SHARE_ENV: str(share)})
     return env
 
 

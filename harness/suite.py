@@ -40,7 +40,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 #: The `training:` block: how every trial of the suite trains (never what it learns).
 TRAINING_KEYS = {"mixed_precision": "false, true (float16) or bfloat16",
                  "jit_compile": "auto, true or false (XLA / torch.compile)",
-                 "steps_per_execution": "auto or a positive integer (batches per compiled call)"}
+                 "steps_per_execution": "auto or a positive integer (batches per compiled call)",
+                 "data_on_device": "auto, true or false (copy the training data to the accelerator up front)"}
 RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
                  "memory": "host memory per search, e.g. 4GB"}
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
@@ -324,6 +325,9 @@ def _check_training(training: dict[str, Any], problems: list[str]) -> None:
     spe = training.get("steps_per_execution")
     if spe is not None and spe != "auto" and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
         problems.append(f"'training': steps_per_execution must be auto or a positive integer, not {spe!r}")
+    placed = training.get("data_on_device")
+    if placed is not None and placed not in (True, False, "auto"):
+        problems.append(f"'training': data_on_device must be auto, true or false, not {placed!r}")
 
 
 def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> float | None:

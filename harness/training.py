@@ -202,3 +202,101 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return any(s in text for s in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemory",
                                    "out of memory", "MemoryError", "OOM when allocating"))
 
+
+# -- where the data lives ------------------------------------------------------------------------------
+
+#: The training and validation splits are copied to the accelerator up front when they take at most
+#: this share of the accelerator memory free to the search (the rest is for models and activations).
+DEVICE_DATA_SHARE = 0.25
+
+
+def accelerator_memory() -> tuple[str, int | None] | None:
+    """`(device, bytes free to this search)` of the accelerator the Keras backend trains on, or
+    None when it trains on the CPU. Under TensorFlow always None: Keras feeds TensorFlow models
+    through a tf.data pipeline, which reads host memory whatever device the arrays are on, and
+    prefetches (so there the data is streamed, never placed)."""
+    import os
+
+    from harness.runner import GPU_SHARE_ENV
+
+    backend = keras.backend.backend()
+    share = max(1, int(os.environ.get(GPU_SHARE_ENV) or 1))
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        free, total = torch.cuda.mem_get_info()
+        return f"cuda:{torch.cuda.current_device()}", min(free, total // share)
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return None
+        stats = device.memory_stats() or {}
+        limit = stats.get("bytes_limit")
+        return str(device), (None if limit is None else (limit - stats.get("bytes_in_use", 0)) // share)
+    return None
+
+
+def place_data(data: Any, policy: object = "auto") -> tuple[Any, str]:
+    """Copy a search's training and validation splits into accelerator memory once, before its first
+    trial, so that no trial copies a batch from the host; returns the splits and a note on where
+    they are, for the run's record. `policy` is the suite's `training: data_on_device` (see
+    `decide_placement`). A copy that fails for lack of memory leaves the data on the host and says so.
+    """
+    import dataclasses
+
+    backend = keras.backend.backend()
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val}
+    size = sum(int(a.nbytes) for a in arrays.values())
+    device, note = decide_placement(policy, backend, size, accelerator_memory() if backend in ("torch", "jax") else None)
+    if device is None:
+        return data, note
+    try:
+        placed = {name: _to_device(a, backend, device) for name, a in arrays.items()}
+    except Exception as exc:  # out of accelerator memory: train from the host instead
+        if not is_out_of_memory(exc):
+            raise
+        return data, f"host (copying {size / 2**20:.0f} MB to {device} failed: {type(exc).__name__})"
+    return dataclasses.replace(data, on_device=placed), note
+
+
+def decide_placement(policy: object, backend: str, size: int,
+                     accelerator: tuple[str, int | None] | None) -> tuple[str | None, str]:
+    """Where `size` bytes of training data should live: `(device, note)`, device None for the host.
+
+    `auto` places the data when there is an accelerator and the data takes at most
+    `DEVICE_DATA_SHARE` of the memory free to this search there; otherwise it stays on the host,
+    from where Keras streams it with prefetching. `true` places it whenever the backend can (on a
+    CPU-only machine, as the backend's own CPU tensors), `false` never. TensorFlow always streams
+    (see `accelerator_memory`).
+    """
+    mb = size / 2**20
+    if policy is False or policy == "false":
+        return None, "host (data_on_device: false)"
+    if backend not in ("torch", "jax"):
+        return None, f"host, streamed by tf.data with prefetching ({backend} reads input from host memory)"
+    forced = policy is True or policy == "true"
+    if accelerator is None and not forced:
+        return None, "host (no accelerator)"
+    device, free = accelerator or ("cpu", None)
+    if not forced and free is not None and size > DEVICE_DATA_SHARE * free:
+        return None, (f"host, streamed with prefetching ({mb:.0f} MB is more than "
+                      f"{DEVICE_DATA_SHARE:.0%} of the {free / 2**20:.0f} MB free on {device})")
+    return device, f"{device} ({mb:.1f} MB placed before the first trial)"
+
+
+def _to_device(array: Any, backend: str, device: str) -> Any:
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    if backend == "torch":
+        import torch
+
+        return torch.from_numpy(array).to(device)
+    import jax
+
+    target = next((d for d in jax.devices() if str(d) == device), None) if device != "cpu" else jax.devices("cpu")[0]
+    return jax.device_put(array, target)

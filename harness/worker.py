@@ -559,13 +559,18 @@ def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
 
     set_precision(job.training)
 
+    from harness import training
+
     data = dataset.splits(job.seed)
     check_fingerprint(store, job.run_id, data.fingerprint)
+    data, placement = training.place_data(data, job.training.get("data_on_device", "auto"))
+    print(f"training data: {placement}", flush=True)
     if dataset.notes.get("skipped"):
         print(f"dataset '{dataset.name}': skipped {dataset.notes['skipped']} unreadable image(s): "
               f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)
     store.update_run(job.run_id, host=socket.gethostname(), pid=os.getpid(),
-                     backend=keras.backend.backend(), versions=versions(), hardware=hardware(),
+                     backend=keras.backend.backend(), versions=versions(),
+                     hardware=dict(hardware(), data_placement=placement),
                      split_fingerprint=data.fingerprint, split_sizes=data.sizes,
                      data_notes=dataset.notes or None,
                      objective=objective_for(data.spec.task))

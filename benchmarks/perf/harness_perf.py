@@ -1,5 +1,6 @@
 """What the harness costs: overhead against bare Keras, fixed cost per trial, budget overshoot,
-trials per hour, memory per trial and each strategy's proposal latency, in one run.
+trials per hour, memory per trial, each strategy's proposal latency and (under torch and jax) what
+placing the data on the device up front gains, in one run.
 
     make perf                                  # = .venv/bin/python benchmarks/perf/harness_perf.py
     python benchmarks/perf/harness_perf.py --quick --out results/perf
@@ -355,6 +356,42 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
     return out
 
 
+# -- 7. data on the device ------------------------------------------------------------------------------
+
+def placement(work: Path, reps: int, samples: int, epochs: int) -> dict[str, Any]:
+    """The overhead convnet trained through tunebench with its data copied to the device up front
+    (`data_on_device: true`) and streamed from host arrays (`false`), alternating, in one run.
+    Under TensorFlow both stream (tf.data reads host memory), so the part says so and stops."""
+    import keras
+
+    if keras.backend.backend() not in ("torch", "jax"):
+        return {"skipped": f"{keras.backend.backend()}: data is always streamed from the host"}
+    data = dict(DATA, samples=samples)
+    params = dict(CONVNET, batch_size=64, epochs=epochs)
+    runs: dict[str, list[dict[str, Any]]] = {"device": [], "host": []}
+    notes: dict[str, str] = {}
+    for rep in range(reps):
+        for where, policy in (("device", True), ("host", False)):
+            results = work / f"placement-{where}-{rep}"
+            suite = write_suite(work / f"placement-{where}-{rep}.yaml", name=f"placement{where}{rep}", budget="30m",
+                                training={"data_on_device": policy}, datasets=[{"synthetic": data}],
+                                model_families=[{"scratch_cnn": {"params": params}}], strategies=["fixed"])
+            tunebench("run", str(suite), "--results", str(results))
+            store = open_store(results)
+            run = store.runs()[0]
+            trial = store.trials([run["id"]])[0]
+            elapsed = [e["elapsed"] for e in store.epochs([trial["id"]])]
+            notes[where] = (run["hardware"] or {}).get("data_placement", "?")
+            train_images = (run["split_sizes"] or {}).get("train", samples)
+            runs[where].append({"epoch_s": [b - a for a, b in zip([0.0] + elapsed[:-1], elapsed)],
+                                "train_s": trial["timings"]["train"], "score": trial["score"]})
+            store.close()
+    steady = {w: statistics.median(e for r in rs for e in r["epoch_s"][1:]) for w, rs in runs.items()}
+    return {"samples": samples, "epochs": epochs, "reps": reps, "placement": notes, "runs": runs,
+            "steady_epoch_s": steady, "images_per_s": {w: train_images / v for w, v in steady.items()},
+            "speedup_device_over_host": steady["host"] / steady["device"]}
+
+
 # -- report ---------------------------------------------------------------------------------------------------
 
 def markdown(r: dict[str, Any]) -> str:
@@ -381,6 +418,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"| host memory growth, one configuration trained {m['trials']} times (slope after trial 10) | {m['slope_mb_per_trial']:+.2f} MB/trial "
         f"({m['first_mb']:.0f} -> {m['last_mb']:.0f} MB) | flat, < 5 MB/trial |",
     ]
+    if "placement" in r and "skipped" not in r["placement"]:
+        pl = r["placement"]
+        lines.append(f"| steady-state epoch, data on the device up front vs streamed from host arrays "
+                     f"({pl['samples']} images, {pl['reps']} reps) | {pl['steady_epoch_s']['device']:.3f} s "
+                     f"({pl['placement']['device']}) vs {pl['steady_epoch_s']['host']:.3f} s: "
+                     f"x{pl['speedup_device_over_host']:.2f} | |")
     if "parallel" in r:
         par = r["parallel"]
         cells = ", ".join(f"{n} lane(s): {row['trials_per_hour']:.0f}/h ({row['trials']} trials, median "
@@ -402,7 +445,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "perf"), help="where the JSON and Markdown go")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller runs (a smoke check)")
     parser.add_argument("--only", action="append", choices=("overhead", "overshoot", "throughput", "parallel",
-                                                            "memory", "proposal_latency"), help="run only these parts")
+                                                            "memory", "proposal_latency", "placement"),
+                        help="run only these parts")
     args = parser.parse_args()
     quick = args.quick
     out = Path(args.out)
@@ -427,6 +471,8 @@ def main() -> int:
         ("parallel", lambda: parallel_throughput(work, budget_s=20.0 if quick else 60.0)),
         ("memory", lambda: memory_growth(work, n_trials=12 if quick else 50)),
         ("proposal_latency", lambda: proposal_latency(work, checkpoints, cap_s=10.0 if quick else 25.0)),
+        ("placement", lambda: placement(work, reps=1 if quick else 3, samples=4000 if quick else 8000,
+                                        epochs=2 if quick else 3)),
     ]
     for name, step in steps:
         if args.only and name not in args.only:

@@ -11,7 +11,8 @@ the backbone's own preprocessing.
 
 from __future__ import annotations
 
-from harness import TrainingSettings, hookimpl, loss_for, make_optimizer, metrics_for, output_layer, stopped
+from harness import (TrainingSettings, class_weight_for, hookimpl, loss_for, make_optimizer, metrics_for, output_layer,
+                     stopped)
 from plugins.models import backbones
 
 
@@ -66,9 +67,9 @@ class Transfer(backbones.BackboneFamily):
         model.compile(optimizer=make_optimizer(extra["fine_tune_optimizer"], extra["fine_tune_learning_rate"]),
                       loss=loss_for(data.spec.task), metrics=metrics_for(data.spec.task),
                       **settings.compile_options)
-        return model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+        return model.fit(*data.train, validation_data=data.validation,
                          initial_epoch=frozen, epochs=settings.epochs, batch_size=settings.batch_size,
-                         callbacks=callbacks, verbose=verbose)
+                         class_weight=class_weight_for(data, settings), callbacks=callbacks, verbose=verbose)
 
 
 def _batch_norm():

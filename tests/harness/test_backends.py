@@ -14,6 +14,7 @@ def test_a_suite_compares_backends_on_one_model(tmp_path):
     suite = write_suite(tmp_path / "backends.yaml", """name: backends
 budget: 12s
 backend: [torch, jax]
+training: {data_on_device: true}
 datasets: [{digits: {size: 8}}]
 model_families: [{mlp: {params: {layers: 1, units: 32, epochs: 1}}}]
 strategies: [{random: {max_trials: 2}}]
@@ -26,6 +27,8 @@ strategies: [{random: {max_trials: 2}}]
     for backend, run in runs.items():
         assert run["status"] == "ok" and run["test_score"] is not None, (backend, run["error"])
         assert backend in run["versions"]  # the backend's own version is recorded with the run
+        # the splits went in as the backend's own tensors (there is no GPU here), once per search
+        assert run["hardware"]["data_placement"].startswith("cpu ("), run["hardware"]
         assert [t["status"] for t in store.trials([run["id"]])] == ["ok", "ok"]
     board = leaderboard.build(store, baselines=False)
     assert sorted(board["backend"]) == ["jax", "torch"]

@@ -17,9 +17,10 @@ def test_gpus_come_from_cuda_visible_devices_and_packing_shares_memory(monkeypat
     assert visible_gpus() == ["0", "2"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == []
-    assert accelerator_env("2", shared=False) == {"CUDA_VISIBLE_DEVICES": "2"}
-    shared = accelerator_env("2", shared=True)
+    assert accelerator_env("2") == {"CUDA_VISIBLE_DEVICES": "2"}
+    shared = accelerator_env("2", share=3)
     assert shared["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and shared["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert shared["TUNEBENCH_GPU_SHARE"] == "3"  # each counts on a third of the memory for its data
 
 
 def test_trials_per_gpu_makes_k_slots_per_gpu(tmp_path, catalog):

@@ -131,11 +131,11 @@ def test_backends_multiply_searches_and_training_settings_are_validated(catalog)
     assert all(s.training == {"mixed_precision": "bfloat16", "steps_per_execution": 4} for s in both.searches())
     with pytest.raises(SuiteError) as err:
         parse_suite(dict(GOOD, backend="theano", training={"jit_compile": "maybe", "steps_per_execution": 0,
-                                                           "warp": 9},
+                                                           "data_on_device": "gpu", "warp": 9},
                          resources={"gpus": 1, "disks": 2}), catalog)
     text = str(err.value) + "\n".join(err.value.problems)
     for part in ("unknown Keras backend 'theano'", "jit_compile must be auto", "steps_per_execution must be",
-                 "unknown key 'warp'", "unknown key 'disks'"):
+                 "data_on_device must be auto, true or false, not 'gpu'", "unknown key 'warp'", "unknown key 'disks'"):
         assert part in text
 
 

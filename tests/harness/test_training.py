@@ -61,3 +61,47 @@ def test_purging_is_what_frees_the_graphs():
     assert training.purge_custom_gradients() >= 2
     assert _live_training_graphs() <= before
 
+
+MB = 2**20
+
+
+@pytest.mark.parametrize("policy, backend, accelerator, device, says", [
+    ("auto", "torch", ("cuda:0", 4000 * MB), "cuda:0", "placed before the first trial"),
+    ("auto", "jax", ("cuda:0", 4000 * MB), "cuda:0", "placed"),
+    ("auto", "torch", ("cuda:0", 300 * MB), None, "more than 25% of the 300 MB free on cuda:0"),
+    ("auto", "jax", ("cuda:0", None), "cuda:0", "placed"),  # no memory figure: trust it fits
+    ("auto", "torch", None, None, "no accelerator"),
+    (True, "torch", None, "cpu", "placed"),  # forced, on a CPU-only machine: the backend's CPU tensors
+    (True, "torch", ("cuda:0", 300 * MB), "cuda:0", "placed"),  # forced: whatever the size
+    (False, "torch", ("cuda:0", 4000 * MB), None, "data_on_device: false"),
+    ("auto", "tensorflow", None, None, "tf.data with prefetching"),
+    (True, "tensorflow", None, None, "tf.data with prefetching"),
+])
+def test_data_goes_to_the_accelerator_when_it_fits(policy, backend, accelerator, device, says):
+    from harness.training import decide_placement
+
+    where, note = decide_placement(policy, backend, 100 * MB, accelerator)
+    assert where == device and says in note
+
+
+def test_placed_data_is_what_fit_gets_and_the_host_arrays_stay():
+    keras = pytest.importorskip("keras")
+    from harness.datasets import ArrayData, DataSpec, split_arrays
+    from harness.training import place_data
+
+    rng = np.random.default_rng(0)
+    spec = DataSpec(input_shape=(8, 8, 1), class_names=tuple("abc"))
+    data = split_arrays(ArrayData(rng.integers(0, 255, (90, 8, 8, 1), dtype=np.uint8), np.repeat([0, 1, 2], 30)),
+                        spec, 0, validation=0.2, test=0.2)
+    placed, note = place_data(data, True)
+    assert placed.x_test is data.x_test and placed.x_train is data.x_train  # host arrays untouched
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        assert placed.on_device is None and placed.train[0] is data.x_train and "tf.data" in note
+        return
+    assert note.startswith("cpu (") and placed.on_device is not None
+    x, y = placed.train
+    assert type(x).__module__.split(".")[0] in ("torch", "jax", "jaxlib")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(x), data.x_train)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(placed.validation[1]), data.y_val)
+    assert place_data(data, "auto")[0].on_device is None  # no accelerator here
