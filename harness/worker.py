@@ -332,7 +332,18 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
 
 
 def _search(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]:
-    """Drive the strategy; its stop reason, and an error if it broke."""
+    """Drive the strategy; its stop reason, and an error if it broke.
+
+    What exists before the first trial (the frameworks' modules, the data, the strategy) is moved
+    out of the garbage collector's sight for the search (`gc.freeze`): each trial ends with
+    `clear_session`, which runs a full collection, and walking the frameworks' millions of objects
+    was most of a small trial's fixed cost (0.29 s per trial under torch). Reference counting
+    still frees them; the search's end gives them back to the collector.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
     try:
         strategy.search(ctx)
     except BudgetExhausted:
@@ -342,6 +353,8 @@ def _search(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | Non
     except Exception as exc:  # the strategy itself broke
         traceback.print_exc()
         return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+    finally:
+        gc.unfreeze()
     return "completed", None
 
 

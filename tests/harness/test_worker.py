@@ -166,3 +166,27 @@ def test_a_strategy_that_ignores_the_clock_is_stopped_by_the_budget(tmp_path, mo
     run = store.run(run_id)
     assert run["status"] == "failed" and "strategy 'broken' raised KeyError" in run["error"]
     assert [t["status"] for t in store.trials([run_id])] == ["ok", "ok"]  # nothing lost
+
+
+def test_trials_run_with_the_setup_frozen_out_of_the_collector_and_the_search_gives_it_back(tmp_path, monkeypatch):
+    """The full collection each trial ends with skips what existed before the first trial; after
+    the search, the process's collector is as it was (this process runs other searches after it)."""
+    import gc
+
+    from harness.worker import TrialContext
+
+    frozen: list[int] = []
+    real = TrialContext.run_trial
+
+    def counting(self, *args, **kwargs):
+        frozen.append(gc.get_freeze_count())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrialContext, "run_trial", counting)
+    before = gc.get_freeze_count()
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", model_options={"params": {"layers": 1, "units": 8}},
+                                  dataset_options={"size": 8}, strategy_options={"max_trials": 2}, budget_s=30,
+                                  max_epochs=1)
+    assert store.run(run_id)["status"] == "ok" and len(frozen) == 2
+    assert all(n > 10_000 for n in frozen)  # the frameworks' modules and the data, at least
+    assert gc.get_freeze_count() == before
