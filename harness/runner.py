@@ -65,6 +65,7 @@ class _Active:
     killed: str | None = None
     killed_at: float | None = None
     killed_cpu_s: float | None = None
+    killed_phase: str | None = None  # the phase the runner saw when it killed (events may follow)
     trials: int = 0
     ok_trials: int = 0
     best: float | None = None
@@ -354,12 +355,16 @@ class Runner:
             if a.trial_deadlines and a.job.trial_budget_s:
                 hard = min(hard, min(a.trial_deadlines.values()) + KILL_AT * allowed_overshoot(a.job.trial_budget_s))
             if now > hard:
-                self._kill(a, "the trial in flight did not stop at its deadline")
+                # read what the child said since the last poll: it may have just stopped in time
+                while select.select([a.reader], [], [], 0)[0] and self._read(a):
+                    pass
+                if a.phase == "search":
+                    self._kill(a, "the trial in flight did not stop at its deadline")
         elif a.phase == "finalize" and now > a.finalize_started + _finalize_timeout(a.job):  # type: ignore[operator]
             self._kill(a, f"the test evaluation took longer than {format_duration(_finalize_timeout(a.job))}")
 
     def _kill(self, a: _Active, why: str) -> None:
-        a.killed, a.killed_at = why, time.time()
+        a.killed, a.killed_at, a.killed_phase = why, time.time(), a.phase
         a.killed_cpu_s = _cpu_seconds(a.proc.pid)  # the child can no longer record it itself
         _kill(a.proc)
 
@@ -369,7 +374,7 @@ class Runner:
         run = self.store.run(run_id)
         if run["status"] in ("ok", "failed"):
             return Outcome(a.search, run_id, run["status"], run["error"] or "", run["test_score"])
-        if a.killed and a.phase == "search":
+        if a.killed and a.killed_phase == "search":  # the search's trials are kept: test its best
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
                                          finished_at=a.killed_at)
             gpus = len((run["hardware"] or {}).get("gpus", []))
