@@ -29,7 +29,7 @@ from harness.budget import allowed_overshoot, format_duration
 from harness.store import Store
 from harness.strategies import FAILED, INTERRUPTED, TIMEOUT
 from harness.suite import Search, Suite
-from harness.worker import EVENT_FD_ENV, SETUP_TIMEOUT_S, PluginCall, SearchJob
+from harness.worker import EVENT_FD_ENV, GPU_SHARE_ENV, SETUP_TIMEOUT_S, PluginCall, SearchJob
 
 #: Share of the allowed overshoot after which a search that has not stopped is killed.
 KILL_AT = 0.6
@@ -322,9 +322,13 @@ class Runner:
                 self._event(a, json.loads(line))
         return bool(chunk)
 
-    def _drain(self, a: _Active) -> None:
+    def _read_pending(self, a: _Active) -> None:
+        """Handle every event the child has written so far, without waiting for more."""
         while select.select([a.reader], [], [], 0)[0] and self._read(a):
             pass
+
+    def _drain(self, a: _Active) -> None:
+        self._read_pending(a)
         a.reader.close()
 
     def _event(self, a: _Active, event: dict[str, Any]) -> None:
@@ -355,9 +359,7 @@ class Runner:
             if a.trial_deadlines and a.job.trial_budget_s:
                 hard = min(hard, min(a.trial_deadlines.values()) + KILL_AT * allowed_overshoot(a.job.trial_budget_s))
             if now > hard:
-                # read what the child said since the last poll: it may have just stopped in time
-                while select.select([a.reader], [], [], 0)[0] and self._read(a):
-                    pass
+                self._read_pending(a)  # what it said since the last poll: it may have just stopped in time
                 if a.phase == "search":
                     self._kill(a, "the trial in flight did not stop at its deadline")
         elif a.phase == "finalize" and now > a.finalize_started + _finalize_timeout(a.job):  # type: ignore[operator]
@@ -411,10 +413,6 @@ def lanes_of(search: Search) -> int:
 def backend_of(search: Search) -> str:
     """The Keras backend a search's process will use."""
     return search.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
-
-
-#: How many searches share this process's GPU (`--trials-per-gpu`), for the worker's data placement.
-GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
 
 
 def accelerator_env(device: str, *, share: int = 1) -> dict[str, str]:

@@ -217,7 +217,7 @@ def accelerator_memory() -> tuple[str, int | None] | None:
     prefetches (so there the data is streamed, never placed)."""
     import os
 
-    from harness.runner import GPU_SHARE_ENV
+    from harness.worker import GPU_SHARE_ENV
 
     backend = keras.backend.backend()
     share = max(1, int(os.environ.get(GPU_SHARE_ENV) or 1))
@@ -251,7 +251,7 @@ def place_data(data: Any, policy: object = "auto") -> tuple[Any, str]:
     backend = keras.backend.backend()
     arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val}
     size = sum(int(a.nbytes) for a in arrays.values())
-    device, note = decide_placement(policy, backend, size, accelerator_memory() if backend in ("torch", "jax") else None)
+    device, note = decide_placement(policy, backend, size, accelerator_memory())
     if device is None:
         return data, note
     try:
@@ -274,11 +274,11 @@ def decide_placement(policy: object, backend: str, size: int,
     (see `accelerator_memory`).
     """
     mb = size / 2**20
-    if policy is False or policy == "false":
+    if policy is False:
         return None, "host (data_on_device: false)"
     if backend not in ("torch", "jax"):
         return None, f"host, streamed by tf.data with prefetching ({backend} reads input from host memory)"
-    forced = policy is True or policy == "true"
+    forced = policy is True
     if accelerator is None and not forced:
         return None, "host (no accelerator)"
     device, free = accelerator or ("cpu", None)
@@ -298,5 +298,5 @@ def _to_device(array: Any, backend: str, device: str) -> Any:
         return torch.from_numpy(array).to(device)
     import jax
 
-    target = next((d for d in jax.devices() if str(d) == device), None) if device != "cpu" else jax.devices("cpu")[0]
-    return jax.device_put(array, target)
+    # the accelerator is jax's default device (see `accelerator_memory`)
+    return jax.device_put(array, jax.devices("cpu")[0] if device == "cpu" else jax.devices()[0])

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from harness.strategies import SearchStrategy
 
 EVENT_FD_ENV = "TUNEBENCH_EVENT_FD"
+#: How many searches share this process's GPU (`--trials-per-gpu`), for its data placement.
+GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
 BEST_WEIGHTS = "best.weights.h5"
 #: How often a lane waiting on the others looks at the store.
 LANE_POLL_S = 0.2
@@ -384,8 +386,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
     try:
         try:
             dataset, family, strategy = _instantiate(job)
-            set_precision(job.training)
-            data = dataset.splits(job.seed)
+            data, _ = _splits(job, dataset)
             started = None
             give_up = time.time() + SETUP_TIMEOUT_S
             while started is None and time.time() < give_up:
@@ -567,17 +568,22 @@ def compile_options(training: Mapping[str, Any], backend: str, model: Any, steps
     return options
 
 
+def _splits(job: SearchJob, dataset: Dataset) -> tuple[Splits, str]:
+    """This process's splits, trained as the suite says (precision set, data placed on the device
+    when it fits), and where the data went. Every lane of a search prepares its data here."""
+    from harness import training
+
+    set_precision(job.training)
+    data, placement = training.place_data(dataset.splits(job.seed), job.training.get("data_on_device", "auto"))
+    print(f"training data: {placement}", flush=True)
+    return data, placement
+
+
 def _load(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
     import keras
 
-    set_precision(job.training)
-
-    from harness import training
-
-    data = dataset.splits(job.seed)
+    data, placement = _splits(job, dataset)
     check_fingerprint(store, job.run_id, data.fingerprint)
-    data, placement = training.place_data(data, job.training.get("data_on_device", "auto"))
-    print(f"training data: {placement}", flush=True)
     if dataset.notes.get("skipped"):
         print(f"dataset '{dataset.name}': skipped {dataset.notes['skipped']} unreadable image(s): "
               f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)

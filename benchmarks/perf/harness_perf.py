@@ -110,6 +110,22 @@ BARE = textwrap.dedent('''
 ''')
 
 
+def fixed_trial(work: Path, name: str, data: dict[str, Any], params: dict[str, Any], **suite: Any) -> dict[str, Any]:
+    """One `fixed` search of `scratch_cnn` pinned to `params` through `tunebench run`: its run and
+    trial rows, and the seconds of each epoch."""
+    results = work / name
+    path = write_suite(work / f"{name}.yaml", name=name.replace("-", ""), budget="30m", **suite,
+                       datasets=[{"synthetic": data}], model_families=[{"scratch_cnn": {"params": params}}],
+                       strategies=["fixed"])
+    tunebench("run", str(path), "--results", str(results))
+    store = open_store(results)
+    run = store.runs()[0]
+    trial = store.trials([run["id"]])[0]
+    elapsed = [e["elapsed"] for e in store.epochs([trial["id"]])]
+    store.close()
+    return {"run": run, "trial": trial, "epoch_s": [b - a for a, b in zip([0.0] + elapsed[:-1], elapsed)]}
+
+
 def overhead(work: Path, reps: int, samples: int, epochs: int) -> dict[str, Any]:
     """The same convnet, data and settings: bare `model.fit` vs a one-trial `fixed` search."""
     data = dict(DATA, samples=samples)
@@ -122,21 +138,11 @@ def overhead(work: Path, reps: int, samples: int, epochs: int) -> dict[str, Any]
                              cwd=ROOT, check=True)
         bare_runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-        results = work / f"overhead-{rep}"
-        suite = write_suite(work / f"overhead-{rep}.yaml", name=f"overhead{rep}", budget="30m",
-                            datasets=[{"synthetic": data}], model_families=[{"scratch_cnn": {"params": params}}],
-                            strategies=["fixed"])
-        tunebench("run", str(suite), "--results", str(results))
-        store = open_store(results)
-        run = store.runs()[0]
-        trial = store.trials([run["id"]])[0]
-        ep = store.epochs([trial["id"]])
-        elapsed = [e["elapsed"] for e in ep]
-        epoch_s = [b - a for a, b in zip([0.0] + elapsed[:-1], elapsed)]
+        one = fixed_trial(work, f"overhead-{rep}", data, params)
+        run, trial = one["run"], one["trial"]
         harness_runs.append({"trial_s": trial["finished_at"] - trial["started_at"], "timings": trial["timings"],
-                             "epoch_s": epoch_s, "params": trial["param_count"],
+                             "epoch_s": one["epoch_s"], "params": trial["param_count"],
                              "search_s": run["finished_at"] - run["started_at"]})
-        store.close()
 
     def steady(runs: list[dict[str, Any]]) -> float:
         return statistics.median(e for r in runs for e in r["epoch_s"][1:])
@@ -372,20 +378,12 @@ def placement(work: Path, reps: int, samples: int, epochs: int) -> dict[str, Any
     notes: dict[str, str] = {}
     for rep in range(reps):
         for where, policy in (("device", True), ("host", False)):
-            results = work / f"placement-{where}-{rep}"
-            suite = write_suite(work / f"placement-{where}-{rep}.yaml", name=f"placement{where}{rep}", budget="30m",
-                                training={"data_on_device": policy}, datasets=[{"synthetic": data}],
-                                model_families=[{"scratch_cnn": {"params": params}}], strategies=["fixed"])
-            tunebench("run", str(suite), "--results", str(results))
-            store = open_store(results)
-            run = store.runs()[0]
-            trial = store.trials([run["id"]])[0]
-            elapsed = [e["elapsed"] for e in store.epochs([trial["id"]])]
+            one = fixed_trial(work, f"placement-{where}-{rep}", data, params, training={"data_on_device": policy})
+            run, trial = one["run"], one["trial"]
             notes[where] = (run["hardware"] or {}).get("data_placement", "?")
             train_images = (run["split_sizes"] or {}).get("train", samples)
-            runs[where].append({"epoch_s": [b - a for a, b in zip([0.0] + elapsed[:-1], elapsed)],
-                                "train_s": trial["timings"]["train"], "score": trial["score"]})
-            store.close()
+            runs[where].append({"epoch_s": one["epoch_s"], "train_s": trial["timings"]["train"],
+                                "score": trial["score"]})
     steady = {w: statistics.median(e for r in rs for e in r["epoch_s"][1:]) for w, rs in runs.items()}
     return {"samples": samples, "epochs": epochs, "reps": reps, "placement": notes, "runs": runs,
             "steady_epoch_s": steady, "images_per_s": {w: train_images / v for w, v in steady.items()},
