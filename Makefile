@@ -7,7 +7,7 @@ SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 
-.PHONY: install bench test test-jax perf constraints clean data
+.PHONY: install bench lint test test-slow test-jax perf constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,22 @@ TORCH_CORE := tests/harness/test_worker.py tests/harness/test_training.py \
 	tests/plugins/test_strategy_conformance.py::TestOptunaTPE \
 	tests/plugins/test_strategy_conformance.py::TestKTHyperband
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(TORCH_CORE)
+
+# The slow tier: real servers (PostgreSQL, a Ray cluster) and long fault cases. CI runs it after `make test`.
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# ruff on the tree; mypy (strict for the core) on a copy laid out as the installed package, since
+# mypy cannot follow setuptools' editable import hook that maps harness/ and plugins/ to tunebench.
+TYPECHECK := build/typecheck
+lint: install
+	$(BIN)/ruff check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	cp -r harness $(TYPECHECK)/tunebench && cp -r plugins $(TYPECHECK)/tunebench/plugins && cp -r tests $(TYPECHECK)/tests
+	cd $(TYPECHECK) && $(abspath $(BIN))/mypy -p tunebench -p tests
 
 # Every built-in model family under JAX (not in `make test`: XLA compiles slowly on CPU, so this
 # takes about a minute more; tests/harness/test_backends.py runs a jax search in `make test`).

@@ -174,6 +174,7 @@ def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[
                 hit = next((t for t, v in zip(grid, row[:points]) if not math.isnan(v) and not math.isnan(target)
                             and v >= target - 1e-12), math.nan)
                 times.append(hit)
-            reach[s] = float(np.median([t for t in times if not math.isnan(t)])) if any(not math.isnan(t) for t in times) else math.nan
+            reached = [t for t in times if not math.isnan(t)]
+            reach[s] = float(np.median(reached)) if reached else math.nan
         results.append(Anytime((d, m), budget, grid, curves, table, pd.Series(reach)))
     return results

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness.errors import TunebenchError
+from tunebench import __version__
+from tunebench.errors import TunebenchError
 
 RESULTS_ENV = "TUNEBENCH_RESULTS"
 TIME_COLUMNS = ("created_at", "started_at", "finished_at", "completed_at", "heartbeat_at")
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     def plugin_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("-p", "--plugin", action="append", default=[], metavar="MODULE",
                        help="also load this plugin module (repeatable), besides installed plugins")
+        p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                       help="do not load this installed plugin (entry-point or package name; repeatable; "
+                            "or $TUNEBENCH_DISABLE_PLUGINS=a,b)")
 
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", metavar="DIR",
@@ -72,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", metavar="LABEL", help="run only this dataset's searches (repeatable)")
     p.add_argument("--model-family", action="append", metavar="LABEL",
                    help="run only this model family's searches (repeatable)")
-    p.add_argument("--strategy", action="append", metavar="LABEL", help="run only this strategy's searches (repeatable)")
+    p.add_argument("--strategy", action="append", metavar="LABEL",
+                   help="run only this strategy's searches (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Keras's logs instead of progress lines")
 
     p = sub.add_parser("validate", help="check a suite file without running it")
@@ -112,9 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--run", type=int, action="append", metavar="ID", help="only trials of this run (repeatable)")
 
-    p = sub.add_parser("plugins", help="list datasets, model families and strategies, and who registered them")
+    p = sub.add_parser("plugins", help="list datasets, model families and strategies, and who registered them; "
+                                        "`plugins show NAME` for one plugin's options and search space")
     plugin_args(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list",
+                   help="list (default) or show NAME")
+    p.add_argument("name", nargs="?", help="with `show`: the dataset, model family or strategy")
+    p.add_argument("--input-shape", default="32x32x3", metavar="HxWxC",
+                   help="with `show` for a model family: the image shape its search space is shown for")
+    p.add_argument("--classes", type=int, default=10, metavar="K", help="with `show`: classes of that data")
     return parser
 
 
@@ -125,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if getattr(args, "data_dir", None):
-        from harness.images import DATA_ENV
+        from tunebench.images import DATA_ENV
 
         os.environ[DATA_ENV] = str(Path(args.data_dir).resolve())  # the searches' processes inherit it
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: searches in flight are stopped and recorded.
@@ -142,15 +153,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands --------------------------------------------------------------------------------------------
 
+def _catalog(args: argparse.Namespace) -> Any:
+    """The installed plugins (and --plugin modules), with a warning for each one left out."""
+    from tunebench.registry import DISABLE_ENV, load_plugins
+
+    if args.disable_plugin:  # the searches' processes inherit it
+        os.environ[DISABLE_ENV] = ",".join([os.environ.get(DISABLE_ENV, ""), *args.disable_plugin]).strip(",")
+    catalog = load_plugins(tuple(args.plugin))
+    for broken in catalog.broken:
+        print(f"warning: {broken.warning}", file=sys.stderr)
+    return catalog
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import leaderboard
-    from harness.plugins import load_plugins
-    from harness.runner import Runner, visible_gpus
-    from harness.store import Store
-    from harness.suite import load_suite
+    from tunebench import leaderboard
+    from tunebench.runner import Runner, visible_gpus
+    from tunebench.store import Store
+    from tunebench.suite import load_suite
 
     plugins = tuple(args.plugin)
-    catalog = load_plugins(plugins)
+    catalog = _catalog(args)
     suite = load_suite(args.suite, catalog, budget=args.budget)
     if args.workers is not None and args.workers < 1:
         raise TunebenchError("--workers must be at least 1")
@@ -170,8 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     verbose=args.verbose, plugins=plugins, gpus=gpus if args.workers is None else gpus[:args.workers],
                     trials_per_gpu=args.trials_per_gpu)
     if args.executor == "ray":
-        from harness.budget import parse_size
-        from harness.cluster import RayExecutor, Resources
+        from tunebench.budget import parse_size
+        from tunebench.cluster import RayExecutor, Resources
 
         declared = dict(suite.resources)
         try:
@@ -199,10 +221,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.plugins import load_plugins
-    from harness.suite import load_suite
+    from tunebench.suite import load_suite
 
-    suite = load_suite(args.suite, load_plugins(tuple(args.plugin)), budget=args.budget)
+    suite = load_suite(args.suite, _catalog(args), budget=args.budget)
     searches = suite.searches()
     print(f"suite '{suite.name}' is valid: {len(suite.datasets)} dataset(s) x {len(suite.model_families)} "
           f"model famil{'y' if len(suite.model_families) == 1 else 'ies'} x {len(suite.strategies)} "
@@ -217,7 +238,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from harness import leaderboard
+    from tunebench import leaderboard
 
     store = _open_existing(args)
     filters = _filters(args)
@@ -229,7 +250,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report
+    from tunebench import report
 
     store = _open_existing(args)
     out = report.write(store, args.out or Path(args.results) / "report.html", **_filters(args))
@@ -238,8 +259,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness import leaderboard
-    from harness.store import Store
+    from tunebench import leaderboard
+    from tunebench.store import Store
 
     stores = []
     for where in (args.results_a, args.results_b):
@@ -287,12 +308,14 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from harness.plugins import load_plugins
-
-    catalog = load_plugins(tuple(args.plugin))
+    catalog = _catalog(args)
+    if args.action == "show":
+        return _show_plugin(catalog, args)
     rows = [{"kind": i.kind, "name": i.name, "package": f"{i.package} {i.version}".strip(),
-             "plugin": i.plugin, "class": f"{i.cls.__module__}.{i.cls.__name__}", "summary": i.summary}
-            for i in catalog.all()]
+             "plugin": i.plugin, "class": f"{i.cls.__module__}.{i.cls.__name__}", "summary": i.summary,
+             "status": "ok"} for i in catalog.all()]
+    rows += [{"kind": "?", "name": b.name, "package": f"{b.package} {b.version}", "plugin": b.name, "class": "",
+              "summary": b.error, "status": "broken"} for b in catalog.broken]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     else:
@@ -300,7 +323,93 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
         print(tabulate([{k: r[k] for k in ("kind", "name", "package", "summary")} for r in rows],
                        headers="keys", tablefmt="simple"))
+        if catalog.disabled:
+            print(f"\ndisabled: {', '.join(catalog.disabled)}")
+        print("\n`tunebench plugins show NAME` shows a plugin's options (and a model family's search space).")
     return 0
+
+
+def _show_plugin(catalog: Any, args: argparse.Namespace) -> int:
+    """One plugin's options and, for a model family, its search space with the defaults."""
+    from tabulate import tabulate
+
+    from tunebench.errors import UnknownPluginError
+
+    if not args.name:
+        raise TunebenchError("`tunebench plugins show NAME`: name a dataset, model family or strategy "
+                             "(`tunebench plugins` lists them)")
+    found = [i for i in catalog.all() if i.name == args.name]
+    if not found:
+        known = [i.name for i in catalog.all()]
+        import difflib
+
+        hint = difflib.get_close_matches(args.name, known, n=1)
+        raise UnknownPluginError(f"no plugin is named '{args.name}'." + (f" Did you mean '{hint[0]}'?" if hint else "")
+                                 + " `tunebench plugins` lists them.")
+    out: dict[str, Any] = {}
+    for info in found:
+        options = [{"option": name, "type": _type_name(o.type), "default": o.default,
+                    "choices": ", ".join(map(str, o.choices)) if o.choices else "", "help": o.help}
+                   for name, o in info.cls.full_schema().items()]
+        entry: dict[str, Any] = {"kind": info.kind, "name": info.name, "package": f"{info.package} {info.version}",
+                                 "class": f"{info.cls.__module__}.{info.cls.__name__}", "summary": info.summary,
+                                 "options": options}
+        if info.kind == "model family":
+            entry["search_space"] = _family_space(info.cls, args)
+        out[info.kind] = entry
+    if args.format == "json":
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    for entry in out.values():
+        print(f"{entry['kind']} '{entry['name']}' ({entry['package']}, {entry['class']})\n{entry['summary']}\n")
+        print("options:")
+        print(tabulate(entry["options"], headers="keys", tablefmt="simple") if entry["options"] else "  (none)")
+        if "search_space" in entry:
+            space = entry["search_space"]
+            print(f"\nsearch space on {space['input_shape']} images, {space['classes']} classes "
+                  f"(hyperparameters declared by the default configuration; others appear with other values):")
+            print(tabulate(space["params"], headers="keys", tablefmt="simple"))
+        print()
+    return 0
+
+
+def _type_name(t: Any) -> str:
+    types = t if isinstance(t, tuple) else (t,)
+    return " or ".join(x.__name__ for x in types)
+
+
+def _family_space(cls: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters a model family declares when built with its defaults (imports Keras)."""
+    from tunebench.datasets import DataSpec
+    from tunebench.space import DefaultHyperParameters
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError
+    except ValueError:
+        raise TunebenchError(f"--input-shape {args.input_shape!r}: write it as HxWxC, e.g. 32x32x3") from None
+    if args.classes < 2:
+        raise TunebenchError("--classes must be at least 2")
+    spec = DataSpec(shape, tuple(f"class_{i}" for i in range(args.classes)))
+    _quiet_frameworks()
+    import keras
+
+    family = cls()
+    hp = DefaultHyperParameters()
+    model = family.build(hp, spec)
+    family.training(hp, spec)
+    params = int(model.count_params())
+    keras.backend.clear_session()
+    rows = [{"hyperparameter": p.name, "range": p.describe(), "default": hp.values[p.name]}
+            for p in hp.params.values()]
+    return {"input_shape": "x".join(map(str, shape)), "classes": args.classes, "default_params": params,
+            "params": rows}
+
+
+def _quiet_frameworks() -> None:
+    """Keep TensorFlow's and absl's start-up lines off the terminal (shown with -v in searches' logs)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
@@ -310,13 +419,13 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderb
 # -- helpers ---------------------------------------------------------------------------------------------
 
 def _dur(seconds: float) -> str:
-    from harness.budget import format_duration
+    from tunebench.budget import format_duration
 
     return format_duration(seconds)
 
 
 def _open_existing(args: argparse.Namespace) -> Any:
-    from harness.store import DB_NAME, Store
+    from tunebench.store import DB_NAME, Store
 
     if args.store is None and not (Path(args.results) / DB_NAME).exists():
         raise TunebenchError(f"no results store in {args.results}/ (expected {Path(args.results) / DB_NAME}). "

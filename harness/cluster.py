@@ -22,20 +22,18 @@ closes it when the deadline has passed.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from harness.errors import TunebenchError
-from harness.budget import allowed_overshoot
-from harness.runner import Outcome, Runner, lanes_of
-from harness.strategies import INTERRUPTED
-from harness.suite import Search
-from harness.worker import SETUP_TIMEOUT_S
+from tunebench.budget import allowed_overshoot
+from tunebench.errors import TunebenchError
+from tunebench.job import SETUP_TIMEOUT_S
+from tunebench.runner import Outcome, Runner, lanes_of
+from tunebench.store import RunStatus
+from tunebench.suite import Search
 
 #: Seconds between checks of the submitted tasks.
 POLL_S = 0.5
@@ -70,7 +68,7 @@ def _run_remote(suite: Any, search: Search, run_id: int, store_url: str, results
     """The Ray task: supervise one search on this node; returns its status (the rest is in the store)."""
     import io
 
-    from harness.store import Store
+    from tunebench.store import Store
 
     store = Store(store_url)
     try:
@@ -87,7 +85,8 @@ def _run_lane_remote(job_json: str, timeout_s: float) -> int:
     import os
     import subprocess
 
-    from harness.worker import SearchJob, lane_command
+    from tunebench.job import SearchJob
+    from tunebench.lanes import lane_command
 
     job = SearchJob.from_json(job_json)
     command = lane_command(job, job.lane)
@@ -154,7 +153,7 @@ class RayExecutor:
             job = self.runner.job_for(search, run_id)
             for lane in range(1, lanes_of(search)):
                 lane_refs.append(lane_task.remote(
-                    dataclasses.replace(job, lane=lane).to_json(),
+                    job.for_lane(lane).to_json(),
                     SETUP_TIMEOUT_S + search.budget_s + allowed_overshoot(search.budget_s)))
             self._say(f"[{index}/{total}] queued {search.title} (run {run_id}"
                       f"{f', attempt {attempt}' if attempt > 1 else ''}, budget {search.budget_s:g}s)")
@@ -178,20 +177,17 @@ class RayExecutor:
                     run = self.store.run(run_id)
                     if died is not None:  # the node or the worker process is gone
                         why = f"the Ray worker running it died: {died}"
-                        self.store.close_open_trials(run_id, INTERRUPTED, why)
-                        self.store.update_run(run_id, status="interrupted", error=why)
+                        self.store.interrupt_run(run_id, why)
                         retry = True
                     else:
-                        retry = status == "failed" and run["stop_reason"] == "crashed"
+                        retry = status == RunStatus.FAILED and run["stop_reason"] == "crashed"
                     if retry and attempt <= self.max_retries:
                         self._say(f"[{index}/{total}] RETRY {search.title}: run {run_id} "
                                   f"{'was interrupted' if died else 'crashed'} ({(run['error'] or '')[:200]})")
                         submit(index, search, attempt + 1, retry_of=run_id)
                         continue
                     if died is not None:  # out of retries
-                        self.store.update_run(run_id, status="failed", stop_reason="crashed",
-                                              completed_at=time.time(),
-                                              error=f"{why} (after {attempt} attempt(s))")
+                        self.store.fail_run(run_id, f"{why} (after {attempt} attempt(s))", stop_reason="crashed")
                     run = self.store.run(run_id)
                     o = Outcome(search, run_id, run["status"], run["error"] or "", run["test_score"])
                     outcomes.append(o)
@@ -205,15 +201,15 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             for ref, (_, search, run_id, _) in refs.items():
                 ray.cancel(ref, force=True)
-                self.runner._interrupt(run_id, "the driver was stopped (Ctrl-C or a signal)")
-                self.runner.release(search, "interrupted")
+                self.store.interrupt_run(run_id, "the driver was stopped (Ctrl-C or a signal)")
+                self.runner.release(search, RunStatus.INTERRUPTED)
             raise
         order = {s.key: i for i, s in enumerate(self.runner.suite.searches())}
         return sorted(outcomes, key=lambda o: order[o.search.key])
 
     def _queue(self, search: Search, attempt: int, retry_of: int | None) -> int:
         """Create the run record of one attempt; the worker fills in where and when it ran."""
-        return self.runner.create_run(search, status="queued", executor="ray", attempt=attempt,
+        return self.runner.create_run(search, status=RunStatus.QUEUED, executor="ray", attempt=attempt,
                                       retry_of=retry_of)
 
 

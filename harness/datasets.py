@@ -12,7 +12,7 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from harness.options import Configurable, Option
+from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,8 +130,7 @@ class Dataset(Configurable):
         """Load all images as uint8 arrays. Called once per search, in the search's process."""
 
     #: What loading noticed (e.g. `{"skipped": 3, "skipped_files": {...}}`); stored with the run.
-    notes: dict
-
+    notes: dict[str, Any]
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)

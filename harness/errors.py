@@ -8,6 +8,7 @@ is a bug and is allowed to raise.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class TunebenchError(Exception):
@@ -44,6 +45,10 @@ class PluginError(TunebenchError):
     exit_code = 2
 
 
+class DuplicateNameError(PluginError):
+    """Two plugins register the same name: which one a suite means cannot be known."""
+
+
 class UnknownPluginError(PluginError):
     """A dataset, model family or strategy name that no plugin registered."""
 
@@ -71,7 +76,7 @@ class TrialPruned(Exception):
     """Raised from a per-epoch report callback to stop a trial early; recorded as `pruned`."""
 
 
-def require(module: str, *, extra: str, purpose: str) -> object:
+def require(module: str, *, extra: str, purpose: str) -> Any:
     """Import an optional dependency, or raise an error that names the extra to install."""
     import importlib
 

@@ -1,6 +1,6 @@
 """Every tunebench hook, in one place.
 
-A plugin is a module (or object) with functions marked `@harness.hookimpl` whose names match the
+A plugin is a module (or object) with functions marked `@tunebench.hookimpl` whose names match the
 specs below. It is registered through an entry point in the `tunebench` group::
 
     [project.entry-points.tunebench]
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from harness.datasets import Dataset
-    from harness.models import ModelFamily
-    from harness.plugins import Registry
-    from harness.strategies import SearchStrategy
+    from tunebench.datasets import Dataset
+    from tunebench.models import ModelFamily
+    from tunebench.registry import Registry
+    from tunebench.strategies import SearchStrategy
 
 hookspec = pluggy.HookspecMarker("tunebench")
 
@@ -38,7 +38,7 @@ def tunebench_register_datasets(registry: Registry[Dataset]) -> None:
     """Add dataset classes.
 
     Args:
-        registry: call `registry.add(MyDataset)` for each subclass of `harness.Dataset`. The class's
+        registry: call `registry.add(MyDataset)` for each subclass of `tunebench.Dataset`. The class's
             `name` is what suites refer to; registering a name another plugin already registered
             is an error naming both plugins.
     """
@@ -49,7 +49,7 @@ def tunebench_register_model_families(registry: Registry[ModelFamily]) -> None:
     """Add model-family classes.
 
     Args:
-        registry: call `registry.add(MyFamily)` for each subclass of `harness.ModelFamily`.
+        registry: call `registry.add(MyFamily)` for each subclass of `tunebench.ModelFamily`.
     """
 
 
@@ -58,5 +58,5 @@ def tunebench_register_search_strategies(registry: Registry[SearchStrategy]) -> 
     """Add search-strategy classes.
 
     Args:
-        registry: call `registry.add(MyStrategy)` for each subclass of `harness.SearchStrategy`.
+        registry: call `registry.add(MyStrategy)` for each subclass of `tunebench.SearchStrategy`.
     """

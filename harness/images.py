@@ -47,6 +47,7 @@ class Decoded:
 
 
 def is_image(path: Path) -> bool:
+    """Whether a file's extension is one of the image formats tunebench decodes (`IMAGE_EXTENSIONS`)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
@@ -59,26 +60,26 @@ def load_images(paths: Sequence[str | Path], size: tuple[int, int], color_mode: 
     """
     import numpy as np
 
-    paths = [Path(p) for p in paths]
-    key = _cache_key(paths, size, color_mode)
+    files = [Path(p) for p in paths]
+    key = _cache_key(files, size, color_mode)
     target = cache_dir() / "images" / f"{key}.npz"
     if cache and target.exists():
         with np.load(target, allow_pickle=False) as f:
             return Decoded(f["x"], f["kept"], json.loads(str(f["skipped"])), from_cache=True)
     channels = 1 if color_mode == "grayscale" else 3
-    out = np.zeros((len(paths), size[0], size[1], channels), np.uint8)
-    ok = np.zeros(len(paths), bool)
+    out = np.zeros((len(files), size[0], size[1], channels), np.uint8)
+    ok = np.zeros(len(files), bool)
     skipped: dict[str, str] = {}
 
     def decode(i: int) -> None:
         try:
-            out[i] = _decode(paths[i], size, color_mode)
+            out[i] = _decode(files[i], size, color_mode)
             ok[i] = True
         except Exception as exc:  # PIL raises many kinds for broken files
-            skipped[str(paths[i])] = f"{type(exc).__name__}: {exc}"
+            skipped[str(files[i])] = f"{type(exc).__name__}: {exc}"
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        list(pool.map(decode, range(len(paths))))
+        list(pool.map(decode, range(len(files))))
     kept = np.flatnonzero(ok)
     decoded = Decoded(out[kept], kept, dict(sorted(skipped.items())))
     if cache:
@@ -97,7 +98,7 @@ def _decode(path: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
         image.load()
         image = image.convert("L" if color_mode == "grayscale" else "RGB")
         if image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
@@ -125,10 +126,11 @@ def read_idx(path: str | Path) -> np.ndarray:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    dtype, ndim = dtypes[data[2]], data[3]
+    dtypes = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtype, ndim = np.dtype(dtypes[data[2]]), data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: expected {shape}, got {array.size} values")
-    return array.reshape(shape)
+    reshaped: np.ndarray = array.reshape(shape)
+    return reshaped

@@ -12,12 +12,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.budget import format_duration
+from tunebench.budget import format_duration
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.store import Store
+    from tunebench.store import Store
 
 BASELINE = "baseline"
 
@@ -81,7 +81,7 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
         tests = ok["test_score"].dropna()
         run_ids = [int(i) for i in group["id"]]
 
-        def total(status: str) -> int:
+        def total(status: str, run_ids: list[int] = run_ids) -> int:
             if counts.empty or status not in counts.columns:
                 return 0
             return int(counts.reindex(run_ids, fill_value=0)[status].sum())
@@ -167,7 +167,7 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
     """The human columns of one dataset's leaderboard."""
     import pandas as pd
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _, r in board.iterrows():
         if r["model_family"] == BASELINE:
             rows.append({"rank": "", "model family": f"({BASELINE})", "strategy": str(r["strategy"]).replace("_", " "),
@@ -203,7 +203,7 @@ def render(board: pd.DataFrame, fmt: str = "table") -> str:
     from tabulate import tabulate
 
     if fmt == "csv":
-        return board.to_csv(index=False)
+        return str(board.to_csv(index=False))
     if fmt == "json":
         records = json.loads(board.to_json(orient="records"))
         return json.dumps(records, indent=2)

@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.options import Configurable, Option
+from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
     import keras
 
-    from harness.datasets import DataSpec, Splits, Task
-    from harness.space import HyperParameters
+    from tunebench.datasets import DataSpec, Splits, Task
+    from tunebench.space import HyperParameters
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,12 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 DEFAULT_AUGMENTATION = {"flip": "horizontal", "shift": 0.1, "rotation": 0.05, "zoom": 0.1}
 
 
+def default_augmentation() -> dict[str, Any]:
+    """The augmentation strengths `augmentation` uses by default (a fresh copy to change): horizontal
+    flips, shifts and zooms of 10 %, rotations of 5 % of a turn."""
+    return dict(DEFAULT_AUGMENTATION)
+
+
 def augmentation(x: Any, strengths: Mapping[str, Any] | None = None) -> Any:
     """Random flip, shift, rotation and zoom as Keras preprocessing layers inside the model: they run
     on the accelerator, only while training (identity at inference)."""
@@ -190,6 +196,8 @@ def weighted_binary_crossentropy(pos_weight: Sequence[float]) -> Any:
 
 
 def loss_for(task: Task) -> str:
+    """The Keras loss for a task: sparse categorical cross-entropy (integer labels) or binary
+    cross-entropy (multi-hot labels)."""
     return "sparse_categorical_crossentropy" if task == "multiclass" else "binary_crossentropy"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import OptionsError
+from tunebench.errors import OptionsError
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a mapping", list: "a list"}
@@ -96,7 +96,7 @@ def resolve_options(schema: Mapping[str, Option], given: Mapping[str, Any] | Non
     return resolved, problems
 
 
-class Configurable(ABC):
+class Configurable(ABC):  # noqa: B024 - an ABC so that its subclasses' abstract methods are enforced
     """Base of every plugin class: a name, a one-line summary and declared options.
 
     Subclasses set `name` and `options`; instances hold the resolved options in `self.options`.

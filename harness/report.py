@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import analysis, leaderboard
+from tunebench import analysis, leaderboard
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.store import Store
+    from tunebench.store import Store
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;

@@ -1,7 +1,7 @@
 """The runner: plans a suite's searches, runs each in a child process, and supervises the clock.
 
 The runner owns the loop, the clock and the record. Each search runs in its own process
-(`python -m harness.worker`), so its host and accelerator memory is returned when it ends and a
+(`python -m tunebench.worker`), so its host and accelerator memory is returned when it ends and a
 hung plugin can be killed. The child stops trials cooperatively at the deadline; the runner kills
 it if it has not stopped `0.6 x allowed_overshoot` after the deadline, records what was in flight
 as `timeout`, and evaluates the best configuration found so far in a fresh process. Finished
@@ -25,11 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness.budget import allowed_overshoot, format_duration
-from harness.store import Store
-from harness.strategies import FAILED, INTERRUPTED, TIMEOUT
-from harness.suite import Search, Suite
-from harness.worker import EVENT_FD_ENV, GPU_SHARE_ENV, SETUP_TIMEOUT_S, PluginCall, SearchJob
+from tunebench.budget import allowed_overshoot, format_duration
+from tunebench.job import (
+    EVENT_FD_ENV,
+    GPU_SHARE_ENV,
+    PARENT_PID_ENV,
+    SETUP_TIMEOUT_S,
+    WORKER_MODULE,
+    PluginCall,
+    SearchJob,
+)
+from tunebench.store import RunStatus, Store
+from tunebench.strategies import FAILED, OK, TIMEOUT
+from tunebench.suite import Search, Suite
 
 #: Share of the allowed overshoot after which a search that has not stopped is killed.
 KILL_AT = 0.6
@@ -114,11 +122,11 @@ class Runner:
         to_run, skipped = [], []
         for s in searches:
             run = latest.get(s.key)
-            if run is None or run["status"] == "interrupted":
+            if run is None or run["status"] == RunStatus.INTERRUPTED:
                 to_run.append(s)
-            elif run["status"] == "ok":
+            elif run["status"] == RunStatus.OK:
                 skipped.append(Outcome(s, run["id"], "skipped", "already finished"))
-            elif run["status"] == "failed":
+            elif run["status"] == RunStatus.FAILED:
                 if self.rerun_failed:
                     to_run.append(s)
                 else:
@@ -126,13 +134,9 @@ class Runner:
             elif _alive(run):
                 skipped.append(Outcome(s, run["id"], "skipped", f"running in process {run['pid']}"))
             else:
-                self._interrupt(run["id"], "the runner stopped before this search ended")
+                self.store.interrupt_run(run["id"], "the runner stopped before this search ended")
                 to_run.append(s)
         return to_run, skipped
-
-    def _interrupt(self, run_id: int, why: str) -> None:
-        self.store.close_open_trials(run_id, INTERRUPTED, why)
-        self.store.update_run(run_id, status="interrupted", error=why)
 
     def claim(self, search: Search) -> str | None:
         """Take `search` for this runner; None if so, else why another runner has it."""
@@ -142,15 +146,15 @@ class Runner:
         if held is None:  # released in between
             return None if self.store.claim(search.key, self.token) else "taken by another runner"
         run = self.store.run(held["run_id"]) if held["run_id"] else None
-        if run is not None and run["status"] == "ok":
+        if run is not None and run["status"] == RunStatus.OK:
             return f"finished by another runner (run {run['id']})"
         if run is None:
             stale = time.time() - held["claimed_at"] > 120  # claimed, but no run was ever created
         else:
-            stale = run["status"] in ("failed", "interrupted") or not _alive(run)
+            stale = run["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED) or not _alive(run)
         if stale and self.store.take_over_claim(search.key, held["token"], self.token):
-            if run is not None and run["status"] in ("running", "queued"):
-                self._interrupt(run["id"], "the runner stopped before this search ended")
+            if run is not None and run["status"] in RunStatus.active():
+                self.store.interrupt_run(run["id"], "the runner stopped before this search ended")
             return None
         where = f"run {run['id']} on {run['host']}" if run is not None else "another runner"
         return f"running elsewhere ({where})"
@@ -182,7 +186,7 @@ class Runner:
 
     def release(self, search: Search, status: str) -> None:
         """Keep the claim of a finished search (it is done); free it otherwise, for a later run."""
-        if status != "ok":
+        if status != RunStatus.OK:
             self.store.release_claim(search.key, self.token)
 
     # -- running -------------------------------------------------------------------------------------
@@ -239,9 +243,9 @@ class Runner:
         except BaseException:  # Ctrl-C, SIGTERM (as SystemExit), or a bug: leave nothing running
             for a in active.values():
                 _kill(a.proc)
-                self._interrupt(a.job.run_id, "the runner was stopped (Ctrl-C or a signal)")
+                self.store.interrupt_run(a.job.run_id, "the runner was stopped (Ctrl-C or a signal)")
                 if claims:
-                    self.release(a.search, "interrupted")
+                    self.release(a.search, RunStatus.INTERRUPTED)
             raise
         finally:
             self.progress.clear()
@@ -256,8 +260,7 @@ class Runner:
             job = self.job_for(search, run_id)
             artifact_dir = Path(job.artifact_dir)
             artifact_dir.mkdir(parents=True, exist_ok=True)
-            self.store.update_run(run_id, artifact_dir=str(artifact_dir), status="running",
-                                  host=socket.gethostname(), dispatched_at=time.time())
+            self.store.dispatch_run(run_id, artifact_dir=str(artifact_dir), host=socket.gethostname())
             args = [str(artifact_dir / "job.json")]
         else:
             job = finalize_job
@@ -265,7 +268,7 @@ class Runner:
         job_path = Path(job.artifact_dir) / "job.json"
         job_path.write_text(job.to_json())
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ, **{EVENT_FD_ENV: str(write_fd), "TUNEBENCH_PARENT_PID": str(os.getpid()),
+        env = dict(os.environ, **{EVENT_FD_ENV: str(write_fd), PARENT_PID_ENV: str(os.getpid()),
                                   "PYTHONUNBUFFERED": "1"})
         if slot is not None:
             env.update(accelerator_env(slot, share=self.slots.count(slot)))
@@ -273,11 +276,11 @@ class Runner:
             env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            log = open(Path(job.artifact_dir) / "log.txt", "ab")  # noqa: SIM115 - handed to the child
+            log = open(Path(job.artifact_dir) / "log.txt", "ab")
             streams: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT}
         else:
             log, streams = None, {}
-        proc = subprocess.Popen([sys.executable, "-m", "harness.worker", *args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *args], env=env,
                                 pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
                                 start_new_session=True, **streams)
         os.close(write_fd)
@@ -298,7 +301,7 @@ class Runner:
             strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
             seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
             max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
-            search_key=search.key, training=dict(search.training), lanes=lanes_of(search), lane=lane,
+            search_key=search.key, training=search.training.to_mapping(), lanes=lanes_of(search), lane=lane,
             spawn_lanes=self.spawn_lanes)
 
     # -- supervision --------------------------------------------------------------------------------
@@ -340,7 +343,7 @@ class Runner:
                 a.trial_deadlines[event.get("lane", 0)] = event["deadline"]
         elif kind == "trial":
             a.trials += 1
-            a.ok_trials += event["status"] == "ok"
+            a.ok_trials += event["status"] == OK
             a.trial_deadlines.pop(event.get("lane", 0), None)
             if event.get("best") is not None:  # the best over the lanes
                 a.best = event["best"] if a.best is None else max(a.best, event["best"])
@@ -374,16 +377,17 @@ class Runner:
         """Record how a child ended; may start the test evaluation in a fresh process."""
         run_id = a.job.run_id
         run = self.store.run(run_id)
-        if run["status"] in ("ok", "failed"):
+        if run["status"] in RunStatus.ended():
             return Outcome(a.search, run_id, run["status"], run["error"] or "", run["test_score"])
         if a.killed and a.killed_phase == "search":  # the search's trials are kept: test its best
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
                                          finished_at=a.killed_at)
             gpus = len((run["hardware"] or {}).get("gpus", []))
-            started = run["started_at"] or a.killed_at
-            self.store.update_run(run_id, finished_at=a.killed_at, stop_reason="killed",
+            killed_at = a.killed_at or time.time()
+            started = run["started_at"] or killed_at
+            self.store.update_run(run_id, finished_at=killed_at, stop_reason="killed",
                                   error=f"search stopped by the runner: {a.killed}", cpu_seconds=a.killed_cpu_s,
-                                  accelerator_seconds=(a.killed_at - started) * gpus)
+                                  accelerator_seconds=(killed_at - started) * gpus)
             follow_up = self._launch(a.search, a.index, finalize_job=a.job, slot=a.slot)
             follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
             return follow_up
@@ -400,9 +404,9 @@ class Runner:
             why += f"; see {Path(a.job.artifact_dir) / 'log.txt'}"
         now = time.time()
         self.store.close_open_trials(run_id, FAILED, why, finished_at=now)
-        self.store.update_run(run_id, status="failed", error=why, stop_reason=run["stop_reason"] or "crashed",
-                              finished_at=run["finished_at"] or now, completed_at=now)
-        return Outcome(a.search, run_id, "failed", why)
+        self.store.fail_run(run_id, why, stop_reason=run["stop_reason"] or "crashed",
+                            finished_at=run["finished_at"] or now, completed_at=now)
+        return Outcome(a.search, run_id, RunStatus.FAILED, why)
 
 
 def lanes_of(search: Search) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.errors import SpaceError
+from tunebench.errors import SpaceError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,12 +130,14 @@ class HyperParameters(ABC):
     def Int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False,
             default: int | None = None) -> int:
         """An integer in [low, high], optionally on a log scale or in steps."""
-        return self._declare(Param(name, "int", low, high, step if step != 1 else None, log, None, default))
+        value: int = self._declare(Param(name, "int", low, high, step if step != 1 else None, log, None, default))
+        return value
 
     def Float(self, name: str, low: float, high: float, *, step: float | None = None,
               log: bool = False, default: float | None = None) -> float:
         """A real number in [low, high], optionally on a log scale or in steps."""
-        return self._declare(Param(name, "float", float(low), float(high), step, log, None, default))
+        value: float = self._declare(Param(name, "float", float(low), float(high), step, log, None, default))
+        return value
 
     def Choice(self, name: str, values: Sequence[Any], *, default: Any = None) -> Any:
         """One of `values` (strings, numbers or booleans)."""
@@ -143,7 +145,8 @@ class HyperParameters(ABC):
 
     def Boolean(self, name: str, *, default: bool = False) -> bool:
         """True or False."""
-        return self._declare(Param(name, "boolean", default=default))
+        value: bool = self._declare(Param(name, "boolean", default=default))
+        return value
 
     # -- what was declared ----------------------------------------------------------------------
     @property
@@ -238,15 +241,19 @@ class RandomHyperParameters(HyperParameters):
         if param.kind == "boolean":
             return bool(rng.random() < 0.5)
         if param.kind == "choice":
-            return param.values[int(rng.integers(len(param.values)))]  # type: ignore[index]
+            values = param.values or ()
+            return values[int(rng.integers(len(values)))]
         low, high = float(param.low), float(param.high)  # type: ignore[arg-type]
+        x: float
         if param.log:
             x = math.exp(rng.uniform(math.log(low), math.log(high)))
         elif param.step:
             n = int(math.floor((high - low) / param.step + 1e-9))
             x = low + param.step * int(rng.integers(n + 1))
+        elif param.kind == "float":
+            x = float(rng.uniform(low, high))
         else:
-            x = rng.uniform(low, high) if param.kind == "float" else rng.integers(int(low), int(high) + 1)
+            x = int(rng.integers(int(low), int(high) + 1))
         if param.kind == "int":
             return int(min(max(round(x), low), high))
         return float(min(max(x, low), high))

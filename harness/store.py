@@ -11,12 +11,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 DB_NAME = "tunebench.db"
+
+
+class RunStatus(str, Enum):
+    """The state of one run (one attempt at a search). The store owns it: the runner, the search's
+    process and a cluster change it only through `Store` methods (`dispatch_run`, `finish_run`,
+    `fail_run`, `interrupt_run`)."""
+
+    QUEUED = "queued"  # created by a cluster driver, waiting for a worker
+    RUNNING = "running"
+    OK = "ok"  # the selected configuration has a test score
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its runner or worker was lost; the next `tunebench run` runs it again
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def active(cls) -> frozenset[str]:
+        """States in which some process is (or will be) working on the run."""
+        return frozenset({cls.QUEUED.value, cls.RUNNING.value})
+
+    @classmethod
+    def ended(cls) -> frozenset[str]:
+        """States a run never leaves."""
+        return frozenset({cls.OK.value, cls.FAILED.value})
 
 metadata = sa.MetaData()
 
@@ -39,7 +65,7 @@ runs = sa.Table(
     sa.Column("trial_budget_s", sa.Float),
     sa.Column("max_epochs", sa.Integer),
     sa.Column("objective", sa.String(100)),
-    sa.Column("status", sa.String(20), nullable=False),  # running, ok, failed, interrupted
+    sa.Column("status", sa.String(20), nullable=False),  # a RunStatus
     sa.Column("stop_reason", sa.String(40)),  # completed, budget, killed, error
     sa.Column("error", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -122,6 +148,13 @@ epochs = sa.Table(
 )
 
 
+def _inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row an INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def default_url(results_dir: str | Path) -> str:
     return f"sqlite:///{Path(results_dir).resolve() / DB_NAME}"
 
@@ -191,15 +224,45 @@ class Store:
         self.engine.dispose()
 
     # -- writes ------------------------------------------------------------------------------------
-    def create_run(self, **fields: Any) -> int:
+    def create_run(self, status: RunStatus | str = RunStatus.RUNNING, **fields: Any) -> int:
         fields.setdefault("created_at", time.time())
-        fields.setdefault("status", "running")
         with self.engine.begin() as conn:
-            return int(conn.execute(runs.insert().values(**fields)).inserted_primary_key[0])
+            return _inserted_id(conn.execute(runs.insert().values(status=RunStatus(status).value, **fields)))
 
     def update_run(self, run_id: int, **fields: Any) -> None:
+        """Record facts about a run (times, provenance, totals); its status changes through the
+        methods below."""
+        if "status" in fields:
+            raise ValueError("a run's status changes through dispatch_run, finish_run, fail_run or interrupt_run")
+        self._update_run(run_id, **fields)
+
+    def _update_run(self, run_id: int, **fields: Any) -> None:
+        if isinstance(fields.get("status"), RunStatus):
+            fields["status"] = fields["status"].value
+        if isinstance(fields.get("error"), str):
+            fields["error"] = fields["error"][:4000]
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**fields))
+
+    def dispatch_run(self, run_id: int, **fields: Any) -> None:
+        """A process took the run: it is `running`."""
+        self._update_run(run_id, status=RunStatus.RUNNING, dispatched_at=time.time(), **fields)
+
+    def finish_run(self, run_id: int, **fields: Any) -> None:
+        """The run ended with its selected configuration evaluated on test: `ok`."""
+        fields.setdefault("completed_at", time.time())
+        self._update_run(run_id, status=RunStatus.OK, **fields)
+
+    def fail_run(self, run_id: int, error: str, **fields: Any) -> None:
+        """The run ended without a test score: `failed`, with why."""
+        fields.setdefault("completed_at", time.time())
+        self._update_run(run_id, status=RunStatus.FAILED, error=error, **fields)
+
+    def interrupt_run(self, run_id: int, why: str) -> None:
+        """The process running it was lost: the run and its trials in flight are `interrupted`, and
+        the next `tunebench run` runs the search again."""
+        self.close_open_trials(run_id, "interrupted", why)
+        self._update_run(run_id, status=RunStatus.INTERRUPTED, error=why)
 
     def next_trial_number(self, run_id: int) -> int:
         """Hand out the run's next trial number: 0, 1, 2, ...; atomic, so the processes sharing one
@@ -229,9 +292,9 @@ class Store:
     def start_trial(self, run_id: int, number: int, *, started_at: float, seed: int | None = None,
                     params: Mapping[str, Any] | None = None, lane: int = 0) -> int:
         with self.engine.begin() as conn:
-            trial_id = conn.execute(trials.insert().values(
+            trial_id = _inserted_id(conn.execute(trials.insert().values(
                 run_id=run_id, number=number, status="running", started_at=started_at, seed=seed,
-                params=dict(params or {}), lane=lane)).inserted_primary_key[0]
+                params=dict(params or {}), lane=lane)))
             conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=started_at))
         return int(trial_id)
 

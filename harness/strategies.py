@@ -14,22 +14,22 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.errors import OptionsError
-from harness.options import Configurable, Option
+from tunebench.errors import OptionsError
+from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from harness.budget import Budget
-    from harness.datasets import DataSpec
-    from harness.space import HyperParameters, Param
+    from tunebench.budget import Budget
+    from tunebench.datasets import DataSpec
+    from tunebench.space import HyperParameters, Param
 
 #: Trial statuses. `ok` and `timeout` trials have real validation scores and can be selected.
 OK, FAILED, PRUNED, TIMEOUT, NAN, RUNNING, INTERRUPTED = (
     "ok", "failed", "pruned", "timeout", "nan", "running", "interrupted")
 SELECTABLE = frozenset({OK, TIMEOUT})
 
-#: Called after every epoch with (epoch index, metrics); raise `harness.TrialPruned` to stop.
+#: Called after every epoch with (epoch index, metrics); raise `tunebench.TrialPruned` to stop.
 EpochReport = Callable[[int, Mapping[str, float]], None]
 
 

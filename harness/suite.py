@@ -30,18 +30,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.budget import parse_duration, parse_size
-from harness.errors import OptionsError, SuiteError, UnknownPluginError
+from tunebench.budget import parse_duration, parse_size
+from tunebench.errors import OptionsError, SuiteError, UnknownPluginError
+from tunebench.settings import TrainingOptions
 
 if TYPE_CHECKING:
-    from harness.plugins import Catalog, Registry
+    from tunebench.registry import Catalog, Registry
 
 BACKENDS = ("tensorflow", "jax", "torch")
-#: The `training:` block: how every trial of the suite trains (never what it learns).
-TRAINING_KEYS = {"mixed_precision": "false, true (float16) or bfloat16",
-                 "jit_compile": "auto, true or false (XLA / torch.compile)",
-                 "steps_per_execution": "auto or a positive integer (batches per compiled call)",
-                 "data_on_device": "auto, true or false (copy the training data to the accelerator up front)"}
 RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
                  "memory": "host memory per search, e.g. 4GB"}
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
@@ -89,8 +85,8 @@ class Search:
     max_epochs: int | None
     #: The Keras backend its process uses (None: $KERAS_BACKEND, else tensorflow).
     backend: str | None = None
-    #: The suite's `training:` block (mixed precision, jit, steps per execution).
-    training: Mapping[str, Any] = field(default_factory=dict)
+    #: The suite's `training:` block (mixed precision, jit, steps per execution, data placement).
+    training: TrainingOptions = field(default_factory=TrainingOptions)
 
     @property
     def key(self) -> str:
@@ -101,8 +97,8 @@ class Search:
                     "max_epochs": self.max_epochs}
         if self.backend is not None:  # only when set, so that earlier results keep their keys
             identity["backend"] = self.backend
-        if self.training:
-            identity["training"] = dict(self.training)
+        if self.training.to_mapping():  # only what differs from the defaults, so old keys stay valid
+            identity["training"] = self.training.to_mapping()
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -128,7 +124,7 @@ class Suite:
     implied_families: tuple[Entry, ...] = ()
     #: Keras backends to run every search under (empty: the environment's).
     backends: tuple[str, ...] = ()
-    training: Mapping[str, Any] = field(default_factory=dict)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
     #: What each search asks of a cluster: cpus, gpus, memory (see `RESOURCE_KEYS`).
     resources: Mapping[str, Any] = field(default_factory=dict)
 
@@ -156,7 +152,7 @@ class Suite:
 
     def searches(self) -> list[Search]:
         return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs,
-                       backend, dict(self.training))
+                       backend, self.training)
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
                 for backend in (self.backends or (None,)) for seed in self.seeds]
 
@@ -219,15 +215,15 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
         max_epochs = None
     seeds = _seeds(raw.get("seeds", [0]), problems)
     backends = _backends(raw.get("backend"), problems)
-    training = _block(raw.get("training"), "training", TRAINING_KEYS, problems)
-    _check_training(training, problems)
+    training, training_problems = TrainingOptions.parse(raw.get("training"))
+    problems += training_problems
     resources = _block(raw.get("resources"), "resources", RESOURCE_KEYS, problems)
     _check_resources(resources, problems)
 
     datasets = _entries(raw, "datasets", catalog.datasets, problems)
     families = _entries(raw, "model_families", catalog.model_families, problems)
     strategies = _entries(raw, "strategies", catalog.strategies, problems)
-    implied = []
+    implied: list[tuple[Entry, Any]] = []
     for entry, _ in strategies:
         if entry.requires and entry.requires not in {e.name for e, _ in families + implied}:
             if entry.requires not in catalog.model_families:
@@ -313,21 +309,6 @@ def _check_resources(resources: dict[str, Any], problems: list[str]) -> None:
             parse_size(resources["memory"])
         except ValueError as exc:
             problems.append(f"'resources': memory: {exc}")
-
-
-def _check_training(training: dict[str, Any], problems: list[str]) -> None:
-    mp = training.get("mixed_precision")
-    if mp is not None and mp not in (True, False, "float16", "bfloat16"):
-        problems.append(f"'training': mixed_precision must be false, true (float16) or bfloat16, not {mp!r}")
-    jit = training.get("jit_compile")
-    if jit is not None and jit not in (True, False, "auto"):
-        problems.append(f"'training': jit_compile must be auto, true or false, not {jit!r}")
-    spe = training.get("steps_per_execution")
-    if spe is not None and spe != "auto" and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
-        problems.append(f"'training': steps_per_execution must be auto or a positive integer, not {spe!r}")
-    placed = training.get("data_on_device")
-    if placed is not None and placed not in (True, False, "auto"):
-        problems.append(f"'training': data_on_device must be auto, true or false, not {placed!r}")
 
 
 def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> float | None:

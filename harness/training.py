@@ -6,12 +6,21 @@ else. Deliberately light per batch: one clock read, no tensor access (no device 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
+
+from tunebench.errors import SpaceError
+
+if TYPE_CHECKING:
+    from tunebench.datasets import DataSpec
+    from tunebench.models import ModelFamily, TrainingSettings
+    from tunebench.settings import TrainingOptions
+    from tunebench.space import HyperParameters
 
 
 class TrialCallback(keras.callbacks.Callback):
@@ -217,7 +226,7 @@ def accelerator_memory() -> tuple[str, int | None] | None:
     prefetches (so there the data is streamed, never placed)."""
     import os
 
-    from harness.worker import GPU_SHARE_ENV
+    from tunebench.job import GPU_SHARE_ENV
 
     backend = keras.backend.backend()
     share = max(1, int(os.environ.get(GPU_SHARE_ENV) or 1))
@@ -300,3 +309,72 @@ def _to_device(array: Any, backend: str, device: str) -> Any:
 
     # the accelerator is jax's default device (see `accelerator_memory`)
     return jax.device_put(array, jax.devices("cpu")[0] if device == "cpu" else jax.devices()[0])
+
+
+# -- how a trial's model is built and compiled -------------------------------------------------------------
+
+#: Models up to this many parameters get several batches per compiled call (`steps_per_execution`).
+SMALL_MODEL_PARAMS = 2_000_000
+
+
+def set_precision(options: TrainingOptions) -> None:
+    """Apply the suite's `mixed_precision` setting (Keras's global dtype policy)."""
+    keras.mixed_precision.set_global_policy(options.dtype_policy)
+
+
+def compile_options(options: TrainingOptions, backend: str, model: Any, steps_per_epoch: int) -> dict[str, Any]:
+    """`model.compile` arguments from the suite's `training:` block.
+
+    `steps_per_execution: auto` runs several batches per compiled call for small models (up to
+    `SMALL_MODEL_PARAMS`), where the per-call dispatch would dominate: about 20 calls per epoch, at
+    most 32 batches each. PyTorch's trainer supports only 1. `jit_compile: auto` leaves Keras's
+    own default (XLA where it is known to work).
+    """
+    compiled: dict[str, Any] = {}
+    if options.jit_compile != "auto":
+        compiled["jit_compile"] = bool(options.jit_compile)
+    spe = options.steps_per_execution
+    if spe == "auto":
+        try:
+            small = int(model.count_params()) <= SMALL_MODEL_PARAMS
+        except Exception:  # not built yet: leave Keras's default
+            small = False
+        spe = max(1, min(32, steps_per_epoch // 20)) if small else 1
+    if backend == "torch":
+        spe = 1
+    if int(spe) > 1:
+        compiled["steps_per_execution"] = int(spe)
+    return compiled
+
+
+def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, options: TrainingOptions, *,
+                      max_epochs: int | None, train_size: int, epochs: int | None = None,
+                      weights: str | None = None) -> tuple[Any, TrainingSettings]:
+    """Build one configuration's model, declare its training settings and compile it, as every
+    trial and the test evaluation do.
+
+    Args:
+        epochs: a strategy's epoch count instead of the `epochs` hyperparameter (capped by `max_epochs`).
+        train_size: images in the training split, for the batches of an epoch.
+        weights: a `.weights.h5` file to load before compiling (the test evaluation).
+
+    Raises:
+        SpaceError: the suite pins a hyperparameter the family never declares.
+    """
+    model = family.build(hp, spec)
+    settings = family.training(hp, spec, max_epochs)
+    if epochs is not None:
+        settings = dataclasses.replace(settings, epochs=int(epochs))
+    if max_epochs is not None:
+        settings = dataclasses.replace(settings, epochs=min(settings.epochs, max_epochs))
+    unused = hp.unused_pins()
+    if unused:
+        declared = ", ".join(hp.params) or "none"
+        raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "
+                         f"family '{family.name}' (it declares: {declared})")
+    settings = dataclasses.replace(settings, compile_options=compile_options(
+        options, keras.backend.backend(), model, train_size // settings.batch_size))
+    if weights is not None:
+        model.load_weights(weights)  # before compiling: the file holds no optimizer state we need
+    family.compile(model, settings, spec)
+    return model, settings

@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTING_PLUGINS = "harness.testing.plugins"
+TESTING_PLUGINS = "tunebench.testing.plugins"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tunebench's own plugins only, whatever else is installed here (a third-party plugin's test sets it to 0)
+os.environ.setdefault("TUNEBENCH_BUILTIN_PLUGINS_ONLY", "1")
 
 
 def tunebench(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `tunebench` command line in a subprocess."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunebench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
@@ -28,6 +30,6 @@ def write_suite(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def catalog():
-    from harness.plugins import load_plugins
+    from tunebench.registry import load_plugins
 
     return load_plugins([TESTING_PLUGINS])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from harness import DataSpec, FixedHyperParameters
-from harness.plugins import load_plugins
-from harness.suite import load_suite
 from tests.conftest import ROOT, tunebench
+from tunebench import DataSpec, FixedHyperParameters
+from tunebench.registry import load_plugins
+from tunebench.suite import load_suite
 
 SUITES = sorted((ROOT / "benchmarks").glob("*.yaml"))
 

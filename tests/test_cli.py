@@ -13,11 +13,12 @@ from tests.conftest import ROOT, tunebench
 def test_help_and_plugins_never_import_keras_or_tensorflow(args):
     code = ("import atexit, sys\n"
             "def report():\n"
-            "    heavy = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'torch', 'jax', 'optuna')]\n"
+            "    heavy = [m for m in sys.modules\n"
+            "             if m.split('.')[0] in ('keras', 'tensorflow', 'torch', 'jax', 'optuna')]\n"
             "    print('HEAVY', heavy, file=sys.stderr)\n"
             "atexit.register(report)\n"
-            "from harness.cli import main\n"
-            "sys.exit(main(%r))\n") % (args,)
+            "from tunebench.cli import main\n"
+            f"sys.exit(main({args!r}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert "HEAVY []" in result.stderr, result.stderr[-500:]
 

@@ -40,7 +40,7 @@ DATA = {"size": 28, "channels": 1, "classes": 10, "noise": 0.35}
 
 
 def tunebench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=cwd)
+    result = subprocess.run([sys.executable, "-m", "tunebench.cli", *args], capture_output=True, text=True, cwd=cwd)
     if result.returncode not in (0, 1):
         raise RuntimeError(f"tunebench {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result
@@ -54,7 +54,7 @@ def write_suite(path: Path, **suite: Any) -> Path:
 
 
 def open_store(results: Path) -> Any:
-    from harness.store import Store
+    from tunebench.store import Store
 
     return Store.open(results)
 
@@ -73,8 +73,9 @@ def pct(values: list[float], q: float) -> float:
 BARE = textwrap.dedent('''
     import json, sys, time
     cfg = json.loads(sys.argv[1])
-    from harness.plugins import load_plugins
-    from harness.worker import compile_options
+    from tunebench.registry import load_plugins
+    from tunebench.settings import TrainingOptions
+    from tunebench.training import compile_options
     data = load_plugins().datasets.get("synthetic")(**cfg["data"]).splits(0)   # not timed
     import keras
     from keras import layers
@@ -91,7 +92,7 @@ BARE = textwrap.dedent('''
     x = layers.Dense(64, activation="relu")(x)
     model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
     # the same steps_per_execution the harness picks for this model (its rule, not a copy of it)
-    options = compile_options({}, keras.backend.backend(), model, len(data.x_train) // cfg["batch_size"])
+    options = compile_options(TrainingOptions(), keras.backend.backend(), model, len(data.x_train) // cfg["batch_size"])
     spe = options.get("steps_per_execution", 1)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], **options)
@@ -276,11 +277,11 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
     the time between a trial's end and the next trial's start is the strategy's own."""
     import numpy as np
 
-    from harness.budget import Budget
-    from harness.errors import BudgetExhausted
-    from harness.plugins import load_plugins
-    from harness.space import DefaultHyperParameters
-    from harness.strategies import OK, SearchContext, TrialRecord
+    from tunebench.budget import Budget
+    from tunebench.errors import BudgetExhausted
+    from tunebench.registry import load_plugins
+    from tunebench.space import DefaultHyperParameters
+    from tunebench.strategies import OK, SearchContext, TrialRecord
 
     catalog = load_plugins()
     family = catalog.model_families.get("scratch_cnn")()
@@ -338,7 +339,8 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
     out: dict[str, Any] = {}
     limit = max(checkpoints)
     for name in PROPOSERS:
-        options: dict[str, Any] = {"max_trials": limit} if "max_trials" in catalog.strategies.get(name).full_schema() else {}
+        schema = catalog.strategies.get(name).full_schema()
+        options: dict[str, Any] = {"max_trials": limit} if "max_trials" in schema else {}
         if name == "grid":  # 600 cells
             options["grid"] = {"blocks": [1, 2, 3, 4, 5], "kernel_size": [3, 5], "dropout": [0.0, 0.1, 0.2, 0.3, 0.4],
                                "batch_size": [32, 64, 128, 256], "optimizer": ["adam", "rmsprop", "sgd"]}
@@ -413,7 +415,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| trials per hour, scratch_cnn + random on digits ({t['budget_s']:g} s search) | "
         f"{t['trials_per_hour']:.0f} ({t['trials']} trials, median {t['median_trial_s']:.1f} s, "
         f"{t['median_epochs']:g} epochs) | |",
-        f"| host memory growth, one configuration trained {m['trials']} times (slope after trial 10) | {m['slope_mb_per_trial']:+.2f} MB/trial "
+        f"| host memory growth, one configuration trained {m['trials']} times (slope after trial 10) | "
+        f"{m['slope_mb_per_trial']:+.2f} MB/trial "
         f"({m['first_mb']:.0f} -> {m['last_mb']:.0f} MB) | flat, < 5 MB/trial |",
     ]
     if "placement" in r and "skipped" not in r["placement"]:
@@ -425,7 +428,8 @@ def markdown(r: dict[str, Any]) -> str:
     if "parallel" in r:
         par = r["parallel"]
         cells = ", ".join(f"{n} lane(s): {row['trials_per_hour']:.0f}/h ({row['trials']} trials, median "
-                          f"{row['median_trial_s']:.1f} s, x{row['gain']:.2f})" for n, row in sorted(par["lanes"].items()))
+                          f"{row['median_trial_s']:.1f} s, x{row['gain']:.2f})"
+                          for n, row in sorted(par["lanes"].items()))
         lines.append(f"| trials per hour, one random search of a small mlp on 8x8 digits, serial vs `parallel_trials` "
                      f"({par['budget_s']:g} s each, {par['cores']} cores) | {cells} | |")
     lines += [
@@ -452,7 +456,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tunebench-perf-"))
     import keras
 
-    from harness.worker import hardware
+    from tunebench.provenance import hardware
 
     checkpoints = (10, 50) if quick else (10, 100, 500)
     report: dict[str, Any] = {

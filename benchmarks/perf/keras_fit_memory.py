@@ -41,7 +41,8 @@ def main() -> int:
     for _ in range(22):
         model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(16, 3, activation="relu"),
                                   keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-                                  keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+                                  keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(10, activation="softmax")])
         model.compile("sgd" if variant == "sgd" else "adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
                       run_eagerly=variant == "eager")
         if variant in ("fit", "sgd", "eager", "purge"):
@@ -51,7 +52,7 @@ def main() -> int:
         elif variant == "predict":
             model.predict(x, verbose=0)
         if variant == "purge":
-            from harness import training
+            from tunebench import training
 
             training.release(model)
         del model

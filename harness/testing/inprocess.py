@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.store import Store
-from harness.worker import Events, PluginCall, SearchJob, execute
+from tunebench.job import Events, PluginCall, SearchJob
+from tunebench.store import Store
+from tunebench.worker import execute
 
 
 def run_search(results_dir: str | Path, *, dataset: str = "digits", model_family: str = "mlp",
@@ -16,12 +17,12 @@ def run_search(results_dir: str | Path, *, dataset: str = "digits", model_family
                model_options: Mapping[str, Any] | None = None,
                strategy_options: Mapping[str, Any] | None = None, seed: int = 0, budget_s: float = 10.0,
                trial_budget_s: float | None = None, max_epochs: int | None = 2,
-               plugins: Sequence[str] = ("harness.testing.plugins",)) -> tuple[Store, int, Events]:
+               plugins: Sequence[str] = ("tunebench.testing.plugins",)) -> tuple[Store, int, Events]:
     """Run one search (and its test evaluation) in-process; returns the store, run id and events.
 
     Options are validated and resolved the same way a suite does it.
     """
-    from harness.plugins import load_plugins
+    from tunebench.registry import load_plugins
 
     catalog = load_plugins(tuple(plugins))
     resolved = {}

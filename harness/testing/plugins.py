@@ -11,8 +11,20 @@ out-of-memory killer would). Calls past the end of the script do `then`. Countin
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from harness import ModelFamily, Option, hookimpl, output_layer, scaled_inputs
+from tunebench import (
+    DataSpec,
+    HyperParameters,
+    ModelFamily,
+    Option,
+    Registry,
+    Splits,
+    TrainingSettings,
+    hookimpl,
+    output_layer,
+    scaled_inputs,
+)
 
 BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash")
 
@@ -34,17 +46,17 @@ class Scripted(ModelFamily):
         "batch_sleep": Option(float, 0.05, "seconds slept after each batch by `slow`", minimum=0.0),
     }
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         bad = [b for b in self.options["script"] if b not in BEHAVIOURS]
         if bad:
-            from harness.errors import OptionsError
+            from tunebench.errors import OptionsError
 
             raise OptionsError("scripted options are not valid:", [f"unknown behaviour(s) {bad}; "
                                                                     f"use {', '.join(BEHAVIOURS)}"])
         self.fits = 0
 
-    def build(self, hp, spec):
+    def build(self, hp: HyperParameters, spec: DataSpec) -> Any:
         import keras
 
         units = hp.Int("units", 4, 64, log=True, default=16)
@@ -55,11 +67,12 @@ class Scripted(ModelFamily):
 
     def behaviour(self) -> str:
         script = self.options["script"]
-        step = script[self.fits] if self.fits < len(script) else self.options["then"]
+        step: str = script[self.fits] if self.fits < len(script) else self.options["then"]
         self.fits += 1
         return step
 
-    def fit(self, model, data, settings, callbacks, verbose=0):
+    def fit(self, model: Any, data: Splits, settings: TrainingSettings, callbacks: list[Any],
+            verbose: int = 0) -> Any:
         import keras
         import numpy as np
 
@@ -84,5 +97,5 @@ class Scripted(ModelFamily):
 
 
 @hookimpl
-def tunebench_register_model_families(registry):
+def tunebench_register_model_families(registry: Registry[ModelFamily]) -> None:
     registry.add(Scripted)

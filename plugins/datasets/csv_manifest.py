@@ -13,13 +13,13 @@ CSV's folder). Missing or unreadable images are skipped, counted and reported.
 
 from __future__ import annotations
 
-import os
 import csv
+import os
 from functools import cached_property
 from pathlib import Path
 
-from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
-from plugins.datasets.image_folder import _unset_hint, image_size
+from tunebench import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
+from tunebench.plugins.datasets.image_folder import _unset_hint, image_size
 
 
 class CSVManifest(Dataset):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import ArrayData, Dataset, DataSpec, Option, hookimpl
+from tunebench import ArrayData, Dataset, DataSpec, Option, hookimpl
 
 
 class Digits(Dataset):

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, is_image, load_images
+from tunebench import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, is_image, load_images
 
 LAYOUTS = ("auto", "classes", "splits", "tiny_imagenet")
 
 
-def image_size(value) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def image_size(value) -> tuple[int, int]:
     """`64` or `[64, 48]` as (height, width)."""
     if isinstance(value, int):
         return (value, value)

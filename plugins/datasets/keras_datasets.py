@@ -14,7 +14,7 @@ import os
 import pickle
 from pathlib import Path
 
-from harness import ArrayData, DataError, Dataset, DataSpec, Option, data_dir, hookimpl, read_idx
+from tunebench import ArrayData, DataError, Dataset, DataSpec, Option, data_dir, hookimpl, read_idx
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
@@ -115,10 +115,10 @@ class KerasDataset(Dataset):
                 f"To get it: {self.how_to_get}; or put the files in a folder and pass --data-dir "
                 f"FOLDER (or set TUNEBENCH_DATA, or the dataset's data_dir option).")
 
-    def _arrays(self, x, y, xt, yt) -> ArrayData:  # type: ignore[no-untyped-def]
+    def _arrays(self, x, y, xt, yt) -> ArrayData:
         import numpy as np
 
-        def images(a):  # type: ignore[no-untyped-def]
+        def images(a):
             a = np.asarray(a, dtype=np.uint8)
             return a[..., None] if a.ndim == 3 else a
 
@@ -214,7 +214,7 @@ class _CifarDataset(KerasDataset):
     def read(self, folder: Path) -> ArrayData:
         import numpy as np
 
-        def batch(name):  # type: ignore[no-untyped-def]
+        def batch(name):
             with open(folder / name, "rb") as f:
                 d = pickle.load(f, encoding="bytes")
             d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

@@ -7,7 +7,7 @@ identical for the same options and seed.
 
 from __future__ import annotations
 
-from harness import ArrayData, Dataset, DataSpec, Option, hookimpl
+from tunebench import ArrayData, Dataset, DataSpec, Option, hookimpl
 
 
 class Synthetic(Dataset):
@@ -30,7 +30,7 @@ class Synthetic(Dataset):
 
     @property
     def spec(self) -> DataSpec:
-        from plugins.datasets.image_folder import image_size
+        from tunebench.plugins.datasets.image_folder import image_size
 
         h, w = image_size(self.options["size"])
         return DataSpec((h, w, self.options["channels"]), tuple(f"class_{i}" for i in range(self.options["classes"])),

@@ -10,7 +10,7 @@ convolutions, two Dense(4096), with batch norm in place of local response normal
 
 from __future__ import annotations
 
-from harness import ModelFamily, hookimpl, output_layer, scaled_inputs
+from tunebench import ModelFamily, hookimpl, output_layer, scaled_inputs
 
 
 class AlexNet(ModelFamily):

@@ -2,7 +2,7 @@
 
 The architecture and its hyperparameters are AutoKeras's own (`ImageClassifier`'s graph: vanilla
 conv, ResNet, Xception or EfficientNet blocks, normalisation, augmentation, optimizer, learning
-rate). Its declarations go through `harness.space.as_keras_tuner`, so any strategy drives them, and
+rate). Its declarations go through `tunebench.space.as_keras_tuner`, so any strategy drives them, and
 the `autokeras` strategy drives them with AutoKeras's own tuners. Training, the deadline and the
 record are the harness's, as for every family. AutoKeras's `pretrained` choices need ImageNet
 weights in the Keras cache; offline, such trials fail with the download error and are recorded.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 
-from harness import ModelFamily, TrainingSettings, as_keras_tuner, hookimpl, loss_for, metrics_for, require
+from tunebench import ModelFamily, TrainingSettings, as_keras_tuner, hookimpl, loss_for, metrics_for, require
 
 
 class AutoKerasImage(ModelFamily):

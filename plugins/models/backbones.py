@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import DataError, ModelFamily, Option, OptionsError, augmentation, scaled_inputs
+from tunebench import DataError, ModelFamily, Option, OptionsError, augmentation, scaled_inputs
 
 CAFFE_MEAN = (103.939, 116.779, 123.68)
 

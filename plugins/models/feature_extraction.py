@@ -13,8 +13,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness import Option, cache_dir, class_weight_for, hookimpl, loss_for, make_optimizer, metrics_for, output_layer
-from plugins.models import backbones
+from tunebench import Option, cache_dir, class_weight_for, hookimpl, loss_for, make_optimizer, metrics_for, output_layer
+from tunebench.plugins.models import backbones
 
 
 class FeatureExtraction(backbones.BackboneFamily):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import ModelFamily, hookimpl, output_layer, scaled_inputs
+from tunebench import ModelFamily, hookimpl, output_layer, scaled_inputs
 
 
 class MLP(ModelFamily):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from harness import DEFAULT_AUGMENTATION, ModelFamily, Option, augmentation, hookimpl, output_layer, scaled_inputs
+from tunebench import ModelFamily, Option, augmentation, default_augmentation, hookimpl, output_layer, scaled_inputs
 
 
 class ScratchCNN(ModelFamily):
@@ -25,7 +25,7 @@ class ScratchCNN(ModelFamily):
     default_batch_size = 64
     default_epochs = 10
     options_schema = {
-        "augmentation": Option(dict, dict(DEFAULT_AUGMENTATION),
+        "augmentation": Option(dict, default_augmentation(),
                                "strengths used when the `augment` hyperparameter is on: flip (horizontal, "
                                "vertical, horizontal_and_vertical or none), shift, rotation, zoom"),
     }

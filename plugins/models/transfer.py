@@ -11,13 +11,21 @@ the backbone's own preprocessing.
 
 from __future__ import annotations
 
-from harness import (TrainingSettings, class_weight_for, hookimpl, loss_for, make_optimizer, metrics_for, output_layer,
-                     stopped)
-from plugins.models import backbones
+from tunebench import (
+    TrainingSettings,
+    class_weight_for,
+    hookimpl,
+    loss_for,
+    make_optimizer,
+    metrics_for,
+    output_layer,
+    stopped,
+)
+from tunebench.plugins.models import backbones
 
 
 class Transfer(backbones.BackboneFamily):
-    """Pretrained backbone + new head, trained frozen then fine-tuned (VGG16, InceptionV3, ResNet50, MobileNets, EfficientNetB0)."""
+    """Pretrained backbone + new head, trained frozen then fine-tuned (VGG16, InceptionV3, ResNet50, MobileNets...)."""
 
     name = "transfer"
     optimizers = ("adam", "rmsprop", "sgd", "nadam")

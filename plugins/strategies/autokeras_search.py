@@ -9,8 +9,8 @@ automatically when the suite does not list it.
 
 from __future__ import annotations
 
-from harness import Option, hookimpl, require
-from plugins.strategies.keras_tuner_search import UNLIMITED, KerasTunerSearch
+from tunebench import Option, hookimpl, require
+from tunebench.plugins.strategies.keras_tuner_search import UNLIMITED, KerasTunerSearch
 
 TUNERS = ("greedy", "bayesian", "hyperband", "random")
 

@@ -6,7 +6,7 @@ with `fixed` to re-run the original experiment exactly; `repeats` trains it seve
 
 from __future__ import annotations
 
-from harness import FixedHyperParameters, Option, SearchStrategy, hookimpl
+from tunebench import FixedHyperParameters, Option, SearchStrategy, hookimpl
 
 
 class Fixed(SearchStrategy):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from harness import FixedHyperParameters, Option, OptionsError, SearchStrategy, hookimpl
+from tunebench import FixedHyperParameters, Option, OptionsError, SearchStrategy, hookimpl
 
 
 class GridSearch(SearchStrategy):

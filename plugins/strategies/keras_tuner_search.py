@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from abc import abstractmethod
 
-from harness import BudgetExhausted, KerasTunerHyperParameters, Option, SearchStrategy, hookimpl, require
+from tunebench import BudgetExhausted, KerasTunerHyperParameters, Option, SearchStrategy, hookimpl, require
 
 UNLIMITED = 10**6
 

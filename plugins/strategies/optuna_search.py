@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from harness import (BudgetExhausted, Option, OptunaHyperParameters, SearchStrategy, TrialPruned,
-                     hookimpl, require)
+from tunebench import BudgetExhausted, Option, OptunaHyperParameters, SearchStrategy, TrialPruned, hookimpl, require
 
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 #: The PostgreSQL schema of shared studies: Optuna's tables (`studies`, `trials`, ...) would

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import RandomHyperParameters, SearchStrategy, hookimpl
+from tunebench import RandomHyperParameters, SearchStrategy, hookimpl
 
 
 class RandomSearch(SearchStrategy):

@@ -6,7 +6,8 @@
   raylets, one CPU each), started with the `ray` command of this environment.
 
 Without the servers' software the tests skip, unless TUNEBENCH_REQUIRE_SERVERS=1 (set by
-`.ci/run`), which turns a missing server into a failure.
+`.ci/run`), which turns a missing server into a failure. Every test here is in the slow tier
+(`make test-slow`): starting the servers and a cluster takes minutes.
 """
 
 from __future__ import annotations
@@ -125,3 +126,4 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"the Ray cluster at {address} did not reach {count} nodes")
+

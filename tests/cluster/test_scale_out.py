@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from harness import leaderboard
-from harness.store import Store
 from tests.conftest import TESTING_PLUGINS, tunebench, write_suite
+from tunebench import leaderboard
+from tunebench.store import Store
+
+#: Real PostgreSQL and Ray servers: the slow tier (`make test-slow`), run by CI after `make test`.
+pytestmark = pytest.mark.slow
 
 SUITE = """name: scale_out
 budget: 4s
@@ -71,7 +74,7 @@ datasets: [{digits: {size: 8}}]
 model_families: [{scripted: {script: [ok, ok], then: slow, batch_sleep: 0.2}}]
 strategies: [random]
 """)
-    driver = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--executor", "ray",
+    driver = subprocess.Popen([sys.executable, "-m", "tunebench.cli", "run", str(suite), "--executor", "ray",
                                "--address", ray_address, "--store", postgres_url, "--results", str(tmp_path / "r"),
                                "--plugin", TESTING_PLUGINS, "--max-retries", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -147,7 +150,7 @@ strategies: [{optuna_tpe: {max_trials: 8, n_startup_trials: 2, parallel_trials: 
 
 def test_two_runners_on_one_store_share_the_work_without_duplicates(tmp_path, postgres_url):
     suite = write_suite(tmp_path / "suite.yaml", SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
-    command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--store", postgres_url,
+    command = [sys.executable, "-m", "tunebench.cli", "run", str(suite), "--store", postgres_url,
                "--plugin", TESTING_PLUGINS]
     runners = [subprocess.Popen(command + ["--results", str(tmp_path / f"r{i}")], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for i in range(2)]

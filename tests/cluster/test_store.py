@@ -10,10 +10,11 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from harness.store import Store
+from tunebench.store import Store
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# A real PostgreSQL server belongs to the slow tier (`make test-slow`, run by CI after `make test`).
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tunebench.db'}"
@@ -51,7 +52,7 @@ def test_exactly_one_of_many_concurrent_claims_wins(url):
 
 
 def test_schema_creation_is_idempotent_when_many_workers_start_at_once(url):
-    code = "import sys; from harness.store import Store; Store(sys.argv[1]).close(); print('ok')"
+    code = "import sys; from tunebench.store import Store; Store(sys.argv[1]).close(); print('ok')"
     procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(5)]
     results = [p.communicate(timeout=120) for p in procs]
@@ -98,7 +99,7 @@ def test_lanes_of_one_search_get_distinct_trial_numbers_and_the_best_trial_wins(
 
     def take(i: int) -> None:
         barrier.wait()
-        for j in range(10):
+        for _ in range(10):
             n = stores[i].next_trial_number(run_id)
             numbers.append(n)
             stores[i].offer_best(run_id, score=(n * 37 % 61) / 61, best_trial=n)

@@ -11,10 +11,10 @@ import subprocess
 
 import pytest
 
-from harness import analysis, leaderboard, report
-from harness.store import Store
 from tests.conftest import tunebench
 from tests.harness.test_leaderboard import add_run
+from tunebench import analysis, leaderboard, report
+from tunebench.store import Store
 
 # score per (cell, strategy); worked out by hand below
 CELLS = {"m1": {"random": 0.5, "a": 0.6, "b": 0.7}, "m2": {"random": 0.5, "a": 0.7, "b": 0.6},

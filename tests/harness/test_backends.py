@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-from harness import leaderboard
-from harness.store import Store
 from tests.conftest import tunebench, write_suite
+from tunebench import leaderboard
+from tunebench.store import Store
 
 
 def test_a_suite_compares_backends_on_one_model(tmp_path):
     suite = write_suite(tmp_path / "backends.yaml", """name: backends
-budget: 12s
+budget: 120s
 backend: [torch, jax]
 training: {data_on_device: true}
 datasets: [{digits: {size: 8}}]

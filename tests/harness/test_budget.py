@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness.budget import Budget, allowed_overshoot, format_duration, parse_duration
+from tunebench.budget import Budget, allowed_overshoot, format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text, seconds", [

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.budget import allowed_overshoot
-from harness.store import Store
-from harness.worker import weights_path
 from tests.conftest import TESTING_PLUGINS, tunebench, write_suite
+from tunebench.budget import allowed_overshoot
+from tunebench.job import weights_path
+from tunebench.store import Store
 
 SUITE = """name: lanes
 budget: 60s

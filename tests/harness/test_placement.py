@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import TunebenchError
-from harness.runner import Runner, accelerator_env, visible_gpus
-from harness.store import Store
-from harness.suite import parse_suite
-from harness.worker import check_fingerprint
+from tunebench.errors import TunebenchError
+from tunebench.provenance import check_fingerprint
+from tunebench.runner import Runner, accelerator_env, visible_gpus
+from tunebench.store import Store
+from tunebench.suite import parse_suite
 
 
 def test_gpus_come_from_cuda_visible_devices_and_packing_shares_memory(monkeypatch):

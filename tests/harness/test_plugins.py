@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import ArrayData, Dataset, DataSpec, ModelFamily, hookimpl, hookspecs
-from harness.errors import PluginError, UnknownPluginError
-from harness.plugins import load_plugins
 from tests.conftest import ROOT, tunebench, write_suite
+from tunebench import ArrayData, Dataset, DataSpec, ModelFamily, hookimpl, hookspecs
+from tunebench.errors import PluginError, UnknownPluginError
+from tunebench.registry import load_plugins
 
 BUILTINS = {"dataset": {"digits"}, "model family": {"mlp", "scratch_cnn"},
             "search strategy": {"random", "optuna_tpe"}}
@@ -44,7 +44,7 @@ def test_builtins_are_discovered_through_entry_points_with_their_package():
     for info in catalog.all():
         if info.name in BUILTINS[info.kind]:
             assert info.package == "tunebench"
-            assert info.cls.__module__.startswith("plugins.")
+            assert info.cls.__module__.startswith("tunebench.plugins.")
     names = {kind: {i.name for i in catalog.all() if i.kind == kind} for kind in BUILTINS}
     for kind, expected in BUILTINS.items():
         assert expected <= names[kind]
@@ -65,17 +65,18 @@ def test_two_plugins_registering_the_same_name_is_an_error_naming_both():
         load_plugins([plugin(tunebench_register_datasets=lambda registry: registry.add(FakeDigits))])
     message = str(err.value)
     assert "'digits'" in message and "tunebench" in message and "FakeDigits" in message and "Digits" in message
+    assert "Change the `name` attribute" in message
 
 
-def test_an_implementation_of_an_unknown_hook_is_refused():
+def test_an_implementation_of_an_unknown_hook_is_refused_with_the_closest_real_hook():
     bad = plugin(tunebench_register_dataset=lambda registry: None)  # missing "s"
     with pytest.raises(PluginError, match="tunebench_register_dataset") as err:
         load_plugins([bad])
-    assert "tunebench_register_datasets" in str(err.value)  # the message lists the real hooks
+    assert "did you mean 'tunebench_register_datasets'?" in str(err.value)
 
 
 def test_registering_something_that_is_not_a_plugin_class_is_refused():
-    with pytest.raises(PluginError, match="not a subclass of harness.Dataset"):
+    with pytest.raises(PluginError, match="not a subclass of tunebench.Dataset"):
         load_plugins([plugin(tunebench_register_datasets=lambda registry: registry.add(object))])
 
     class Abstract(ModelFamily):
@@ -94,6 +95,72 @@ def test_unknown_name_suggests_the_closest():
 def test_plugin_module_that_fails_to_import_names_itself():
     with pytest.raises(PluginError, match="no_such_plugin_module"):
         load_plugins(["no_such_plugin_module"])
+
+
+def test_a_plugin_module_that_raises_or_does_not_parse_is_named_with_what_went_wrong(tmp_path, monkeypatch):
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "garbled_plugin.py").write_text("def broken(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="'raising_plugin' could not be imported: RuntimeError: boom at import"):
+        load_plugins(["raising_plugin"])
+    with pytest.raises(PluginError, match=r"'garbled_plugin'.*SyntaxError.*line 1"):
+        load_plugins(["garbled_plugin"])
+
+
+def test_a_register_hook_that_raises_names_its_plugin():
+    def explode(registry):
+        raise ValueError("no classes today")
+
+    with pytest.raises(PluginError, match="register hook raised ValueError: no classes today"):
+        load_plugins([plugin(tunebench_register_datasets=explode)])
+
+
+@pytest.fixture
+def broken_package(tmp_path) -> Path:
+    """An installed distribution (dist-info on the path) whose tunebench plugin fails to import."""
+    site = tmp_path / "site"
+    info = site / "brokenpkg-1.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenpkg\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text("[tunebench]\nshiny = brokenpkg_plugin\n")
+    (site / "brokenpkg_plugin.py").write_text("import a_module_nobody_installed\n")
+    return site
+
+
+def test_a_broken_third_party_plugin_is_reported_by_package_and_other_commands_keep_working(broken_package,
+                                                                                            tmp_path):
+    env = _env(broken_package)
+    listed = tunebench("plugins", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "plugin 'shiny' from package brokenpkg 1.2 is not loaded" in listed.stderr
+    assert "a_module_nobody_installed" in listed.stderr and "TUNEBENCH_DISABLE_PLUGINS=shiny" in listed.stderr
+    assert "brokenpkg" in listed.stdout and "mlp" in listed.stdout
+    suite = write_suite(tmp_path / "s.yaml", "budget: 5s\ndatasets: [digits]\nmodel_families: [mlp]\n"
+                                              "strategies: [shiny_search]\n")
+    refused = tunebench("validate", str(suite), env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "Plugin 'shiny' from package brokenpkg could not be loaded and may provide it" in refused.stderr
+    good = write_suite(tmp_path / "g.yaml", "budget: 5s\ndatasets: [digits]\nmodel_families: [mlp]\n"
+                                            "strategies: [random]\n")
+    assert tunebench("validate", str(good), env=env).returncode == 0
+    blocked = tunebench("validate", str(good), "--disable-plugin", "brokenpkg", env=env)
+    assert blocked.returncode == 0 and "brokenpkg" not in blocked.stderr
+    quiet = tunebench("plugins", env=dict(env, TUNEBENCH_BUILTIN_PLUGINS_ONLY="1"))
+    assert quiet.returncode == 0 and "brokenpkg" not in quiet.stdout + quiet.stderr
+
+
+def test_plugins_show_prints_options_and_a_model_familys_search_space():
+    shown = tunebench("plugins", "show", "scratch_cnn", "--format", "json", "--input-shape", "8x8x1")
+    assert shown.returncode == 0, shown.stderr
+    entry = json.loads(shown.stdout)["model family"]
+    assert {o["option"] for o in entry["options"]} >= {"params", "augmentation"}
+    space = {p["hyperparameter"]: p for p in entry["search_space"]["params"]}
+    assert space["blocks"]["range"] == "int in [1, 2]"  # two blocks at most on 8x8 images
+    assert space["learning_rate"]["default"] == 0.001
+    text = tunebench("plugins", "show", "random")
+    assert text.returncode == 0 and "max_trials" in text.stdout
+    missing = tunebench("plugins", "show", "scratch_cn")
+    assert missing.returncode == 2 and "Did you mean 'scratch_cnn'?" in missing.stderr
 
 
 def test_every_hook_is_documented():
@@ -121,7 +188,8 @@ def example_plugin(tmp_path_factory) -> Path:
 
 
 def _env(site: Path) -> dict[str, str]:
-    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+            "TUNEBENCH_BUILTIN_PLUGINS_ONLY": "0"}
 
 
 def test_external_plugin_is_listed_with_its_package(example_plugin):
@@ -135,11 +203,11 @@ def test_external_plugin_is_listed_with_its_package(example_plugin):
 
 def test_external_plugin_runs_in_a_suite_and_reaches_the_leaderboard(example_plugin, tmp_path):
     suite = write_suite(tmp_path / "ext.yaml", """
-budget: 4s
+budget: 60s
 max_epochs: 2
 datasets: [digits]
 model_families: [tiny_dense]
-strategies: [random]
+strategies: [{random: {max_trials: 1}}]
 """)
     results = tmp_path / "results"
     result = tunebench("run", str(suite), "--results", str(results), env=_env(example_plugin))

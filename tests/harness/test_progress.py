@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import time
 
-from harness.runner import Outcome, Progress, _Active
-from harness.suite import Entry, Search
+from tunebench.runner import Outcome, Progress, _Active
+from tunebench.suite import Entry, Search
 
 
 class FakeTerminal(io.StringIO):

@@ -10,19 +10,19 @@ import time
 
 import pytest
 
-from harness.budget import allowed_overshoot
-from harness.store import Store
 from tests.conftest import ROOT, TESTING_PLUGINS, tunebench, write_suite
+from tunebench.budget import allowed_overshoot
+from tunebench.store import Store
 
-TROUBLE = f"""
+TROUBLE = """
 name: trouble
 budget: 6s
 max_epochs: 2
 datasets: [digits]
 model_families:
-  - scripted: {{as: hangs, script: [ok, ok, hang]}}
-  - scripted: {{as: crashes, script: [ok, crash]}}
-  - scripted: {{as: never_works, script: [], then: fail}}
+  - scripted: {as: hangs, script: [ok, ok, hang]}
+  - scripted: {as: crashes, script: [ok, crash]}
+  - scripted: {as: never_works, script: [], then: fail}
 strategies: [random]
 """
 
@@ -93,7 +93,7 @@ model_families: [{scripted: {then: slow, batch_sleep: 0.01}}]
 strategies: [random]
 """)
     results = tmp_path / "results"
-    runner = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(results),
+    runner = subprocess.Popen([sys.executable, "-m", "tunebench.cli", "run", str(suite), "--results", str(results),
                                "--plugin", TESTING_PLUGINS], cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     db = results / "tunebench.db"

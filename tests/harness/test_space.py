@@ -4,9 +4,14 @@ import math
 
 import pytest
 
-from harness.errors import SpaceError
-from harness.space import (DefaultHyperParameters, FixedHyperParameters, KerasTunerHyperParameters,
-                           OptunaHyperParameters, RandomHyperParameters)
+from tunebench.errors import SpaceError
+from tunebench.space import (
+    DefaultHyperParameters,
+    FixedHyperParameters,
+    KerasTunerHyperParameters,
+    OptunaHyperParameters,
+    RandomHyperParameters,
+)
 
 
 def declare(hp):

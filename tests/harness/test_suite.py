@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import json
-
 from types import SimpleNamespace
 
 import pytest
 
-from harness import ModelFamily, hookimpl
-from harness.errors import SuiteError
-from harness.plugins import load_plugins
-from harness.suite import load_suite, parse_suite
 from tests.conftest import ROOT, tunebench, write_suite
+from tunebench import ModelFamily, hookimpl
+from tunebench.errors import SuiteError
+from tunebench.registry import load_plugins
+from tunebench.suite import load_suite, parse_suite
 
 GOOD = {"budget": "30s", "seeds": 2, "datasets": ["digits"], "model_families": ["mlp", "scratch_cnn"],
         "strategies": ["random", {"optuna_tpe": {"n_startup_trials": 3}}]}
@@ -110,7 +109,8 @@ def test_cli_reports_a_bad_suite_without_traceback_and_exits_2(tmp_path):
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
         assert "problems" in result.stderr
-        for expected in ("'budget'", "unknown dataset 'mnist_typo'", "unknown option 'max_trails' (did you mean 'max_trials'?)"):
+        for expected in ("'budget'", "unknown dataset 'mnist_typo'",
+                         "unknown option 'max_trails' (did you mean 'max_trials'?)"):
             assert expected in result.stderr
     assert not (tmp_path / "r").exists()  # nothing was created, nothing trained
 
@@ -128,7 +128,8 @@ def test_backends_multiply_searches_and_training_settings_are_validated(catalog)
     assert {s.backend for s in both.searches()} == {"tensorflow", "torch"}
     assert len({s.key for s in both.searches()}) == len(both.searches())
     assert {s.key for s in plain.searches()}.isdisjoint({s.key for s in both.searches()})
-    assert all(s.training == {"mixed_precision": "bfloat16", "steps_per_execution": 4} for s in both.searches())
+    assert all(s.training.to_mapping() == {"mixed_precision": "bfloat16", "steps_per_execution": 4}
+               for s in both.searches())
     with pytest.raises(SuiteError) as err:
         parse_suite(dict(GOOD, backend="theano", training={"jit_compile": "maybe", "steps_per_execution": 0,
                                                            "data_on_device": "gpu", "warp": 9},
@@ -142,15 +143,16 @@ def test_backends_multiply_searches_and_training_settings_are_validated(catalog)
 def test_compile_options_follow_the_training_block():
     from types import SimpleNamespace
 
-    from harness.worker import compile_options
+    from tunebench.settings import TrainingOptions
+    from tunebench.training import compile_options
 
     small = SimpleNamespace(count_params=lambda: 90_000)
     big = SimpleNamespace(count_params=lambda: 20_000_000)
-    assert compile_options({}, "tensorflow", small, 400) == {"steps_per_execution": 20}
-    assert compile_options({}, "tensorflow", small, 30) == {}  # too few batches to bother
-    assert compile_options({}, "tensorflow", big, 400) == {}
-    assert compile_options({}, "torch", small, 400) == {}  # torch's trainer supports only 1
-    assert compile_options({"jit_compile": False, "steps_per_execution": 8}, "jax", big, 400) == {
+    assert compile_options(TrainingOptions(), "tensorflow", small, 400) == {"steps_per_execution": 20}
+    assert compile_options(TrainingOptions(), "tensorflow", small, 30) == {}  # too few batches to bother
+    assert compile_options(TrainingOptions(), "tensorflow", big, 400) == {}
+    assert compile_options(TrainingOptions(), "torch", small, 400) == {}  # torch's trainer supports only 1
+    assert compile_options(TrainingOptions(jit_compile=False, steps_per_execution=8), "jax", big, 400) == {
         "jit_compile": False, "steps_per_execution": 8}
 
 

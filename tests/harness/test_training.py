@@ -31,7 +31,7 @@ def test_a_released_trial_leaves_no_traced_graph_behind_under_tensorflow():
         pytest.skip("the leak and its fix are TensorFlow's")
     from tensorflow.python.framework import ops
 
-    from harness import training
+    from tunebench import training
 
     registry = ops._gradient_registry._registry
     before = _live_training_graphs()  # models other tests still hold
@@ -50,7 +50,7 @@ def test_purging_is_what_frees_the_graphs():
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the leak and its fix are TensorFlow's")
-    from harness import training
+    from tunebench import training
 
     before = _live_training_graphs()
     for _ in range(2):
@@ -78,7 +78,7 @@ MB = 2**20
     (True, "tensorflow", None, None, "tf.data with prefetching"),
 ])
 def test_data_goes_to_the_accelerator_when_it_fits(policy, backend, accelerator, device, says):
-    from harness.training import decide_placement
+    from tunebench.training import decide_placement
 
     where, note = decide_placement(policy, backend, 100 * MB, accelerator)
     assert where == device and says in note
@@ -86,8 +86,8 @@ def test_data_goes_to_the_accelerator_when_it_fits(policy, backend, accelerator,
 
 def test_placed_data_is_what_fit_gets_and_the_host_arrays_stay():
     keras = pytest.importorskip("keras")
-    from harness.datasets import ArrayData, DataSpec, split_arrays
-    from harness.training import place_data
+    from tunebench.datasets import ArrayData, DataSpec, split_arrays
+    from tunebench.training import place_data
 
     rng = np.random.default_rng(0)
     spec = DataSpec(input_shape=(8, 8, 1), class_names=tuple("abc"))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import FixedHyperParameters, SearchStrategy, hookimpl
-from harness.budget import allowed_overshoot
-from harness.testing import run_search
+from tunebench import FixedHyperParameters, SearchStrategy, hookimpl
+from tunebench.budget import allowed_overshoot
+from tunebench.testing import run_search
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_stored_test_score_is_what_the_saved_weights_give(scripted_run):
     """Recompute the test score from the saved best weights and the same split."""
     import keras
 
-    from harness.testing.plugins import Scripted
-    from plugins.datasets.digits import Digits
+    from tunebench.plugins.datasets.digits import Digits
+    from tunebench.testing.plugins import Scripted
 
     store, run_id, _, results = scripted_run
     run = store.run(run_id)
@@ -153,10 +153,10 @@ class _Plugin:
 
 
 def test_a_strategy_that_ignores_the_clock_is_stopped_by_the_budget(tmp_path, monkeypatch):
-    import harness.plugins
+    import tunebench.registry
 
-    real = harness.plugins.load_plugins
-    monkeypatch.setattr(harness.plugins, "load_plugins", lambda extra=(), **kw: real([*extra, _Plugin()], **kw))
+    real = tunebench.registry.load_plugins
+    monkeypatch.setattr(tunebench.registry, "load_plugins", lambda extra=(), **kw: real([*extra, _Plugin()], **kw))
     store, run_id, _ = run_search(tmp_path / "g", model_family="mlp", strategy="greedy", budget_s=3)
     run = store.run(run_id)
     assert run["status"] == "ok" and run["stop_reason"] == "budget"
@@ -173,7 +173,7 @@ def test_trials_run_with_the_setup_frozen_out_of_the_collector_and_the_search_gi
     the search, the process's collector is as it was (this process runs other searches after it)."""
     import gc
 
-    from harness.worker import TrialContext
+    from tunebench.context import TrialContext
 
     frozen: list[int] = []
     real = TrialContext.run_trial

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.errors import DataError
-from harness.images import load_images
-from plugins.datasets.csv_manifest import CSVManifest
-from plugins.datasets.image_folder import ImageFolder
-from plugins.datasets.keras_datasets import CIFAR10, FashionMNIST
-from plugins.datasets.synthetic import Synthetic
 from tests.conftest import ROOT, tunebench, write_suite
+from tunebench.errors import DataError
+from tunebench.images import load_images
+from tunebench.plugins.datasets.csv_manifest import CSVManifest
+from tunebench.plugins.datasets.image_folder import ImageFolder
+from tunebench.plugins.datasets.keras_datasets import CIFAR10, FashionMNIST
+from tunebench.plugins.datasets.synthetic import Synthetic
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +197,7 @@ strategies: [random]
 
 def test_splits_of_a_folder_are_identical_in_another_process(folder):
     here = ImageFolder(path=str(folder), size=8).splits(4).fingerprint
-    code = (f"from plugins.datasets.image_folder import ImageFolder; "
+    code = (f"from tunebench.plugins.datasets.image_folder import ImageFolder; "
             f"print(ImageFolder(path={str(folder)!r}, size=8).splits(4).fingerprint)")
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert there.stdout.strip() == here
@@ -208,14 +208,14 @@ def test_folder_csv_and_multilabel_suites_run_end_to_end(folder, tmp_path):
                                           for i in range(40)])
     suite = write_suite(tmp_path / "data.yaml", f"""
 name: data
-budget: 3s
+budget: 60s
 max_epochs: 2
 datasets:
   - image_folder: {{path: {folder}, size: 16}}
   - csv_manifest: {{path: {csv}, size: 16}}
   - synthetic: {{as: synthetic_multilabel, task: multilabel, classes: 5, samples: 300, size: 16}}
 model_families: [mlp]
-strategies: [random]
+strategies: [{{random: {{max_trials: 1}}}}]
 """)
     results = tmp_path / "results"
     result = tunebench("run", str(suite), "--results", str(results))

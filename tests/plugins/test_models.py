@@ -1,20 +1,18 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness import DataSpec, DefaultHyperParameters, FixedHyperParameters, RandomHyperParameters
-from plugins.models import backbones
-from plugins.models.alexnet import AlexNet
-from plugins.models.feature_extraction import FeatureExtraction
-from plugins.models.mlp import MLP
-from plugins.models.scratch_cnn import ScratchCNN
-from plugins.models.transfer import Transfer
 from tests.conftest import ROOT, tunebench, write_suite
+from tunebench import DataSpec, DefaultHyperParameters, FixedHyperParameters, RandomHyperParameters
+from tunebench.plugins.models import backbones
+from tunebench.plugins.models.alexnet import AlexNet
+from tunebench.plugins.models.feature_extraction import FeatureExtraction
+from tunebench.plugins.models.mlp import MLP
+from tunebench.plugins.models.scratch_cnn import ScratchCNN
+from tunebench.plugins.models.transfer import Transfer
 
 MNIST = DataSpec((28, 28, 1), tuple(str(i) for i in range(10)))
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -107,10 +105,10 @@ def test_every_backbone_builds_without_weights(name):
 IMAGENET_SCRIPT = """
 import json, shutil, sys
 import numpy as np
-from harness import DataSpec, DefaultHyperParameters
-from plugins.models import backbones
-from plugins.models.feature_extraction import FeatureExtraction
-from plugins.models.transfer import Transfer
+from tunebench import DataSpec, DefaultHyperParameters
+from tunebench.plugins.models import backbones
+from tunebench.plugins.models.feature_extraction import FeatureExtraction
+from tunebench.plugins.models.transfer import Transfer
 
 spec = DataSpec((32, 32, 3), ("a", "b"))
 options = {"backbones": ["mobilenet"], "alpha": 0.25, "resolutions": [96], "download_weights": False}
@@ -145,7 +143,7 @@ def test_imagenet_weights_load_from_the_keras_cache_through_the_real_path(tmp_pa
     env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"))
     result = subprocess.run([sys.executable, "-c", IMAGENET_SCRIPT, str(SHARED_WEIGHTS)], capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=300)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("RESULT")), None)
+    line = next((row for row in result.stdout.splitlines() if row.startswith("RESULT")), None)
     assert line, result.stderr[-2000:]
     out = json.loads(line[len("RESULT"):])
     assert out["cache"] == str(tmp_path / "keras" / "models")
@@ -170,7 +168,7 @@ strategies: [random]
 def test_fine_tuning_unfreezes_the_top_layers_but_keeps_batch_norm_frozen():
     import keras
 
-    from harness.datasets import ArrayData, split_arrays
+    from tunebench.datasets import ArrayData, split_arrays
 
     spec = DataSpec((32, 32, 3), tuple("ab"))
     family = Transfer(backbones=["mobilenet"], weights="none", resolutions=[32], alpha=0.25)
@@ -190,9 +188,9 @@ def test_fine_tuning_unfreezes_the_top_layers_but_keeps_batch_norm_frozen():
 
 
 def test_multilabel_end_to_end_records_f1(tmp_path):
-    from harness.testing import run_search
+    from tunebench.testing import run_search
 
-    store, run_id, _ = run_search(tmp_path, dataset="synthetic", model_family="scratch_cnn", budget_s=8,
+    store, run_id, _ = run_search(tmp_path, dataset="synthetic", model_family="scratch_cnn", budget_s=60,
                                   dataset_options={"task": "multilabel", "classes": 5, "samples": 300, "size": 16},
                                   model_options={"params": {"class_weight": True}},
                                   strategy_options={"max_trials": 2})
@@ -206,9 +204,9 @@ def test_multilabel_end_to_end_records_f1(tmp_path):
 
 
 def test_feature_extraction_computes_features_once(tmp_path):
-    from harness.testing import run_search
+    from tunebench.testing import run_search
 
-    store, run_id, _ = run_search(tmp_path, model_family="feature_extraction", budget_s=20,
+    store, run_id, _ = run_search(tmp_path, model_family="feature_extraction", budget_s=90,
                                   dataset_options={"size": 32, "channels": 3},
                                   model_options={"backbones": ["mobilenet"], "weights": "none", "alpha": 0.25,
                                                  "resolutions": [32]},
@@ -222,9 +220,9 @@ def test_feature_extraction_computes_features_once(tmp_path):
 
 
 def test_parameter_count_and_model_size_are_recorded(tmp_path):
-    from harness.testing import run_search
+    from tunebench.testing import run_search
 
-    store, run_id, _ = run_search(tmp_path, model_family="mlp", budget_s=10, strategy_options={"max_trials": 2},
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", budget_s=60, strategy_options={"max_trials": 2},
                                   model_options={"params": {"units": 32, "layers": 1}})
     for t in store.trials([run_id]):
         assert t["param_count"] == 64 * 32 + 32 + 32 * 10 + 10
@@ -234,14 +232,14 @@ def test_parameter_count_and_model_size_are_recorded(tmp_path):
 def test_every_family_runs_in_a_suite_and_reaches_the_leaderboard(tmp_path):
     suite = write_suite(tmp_path / "models.yaml", """
 name: models
-budget: 5s
+budget: 90s
 max_epochs: 1
 datasets: [{digits: {size: 32, channels: 3, limit: 400}}]
 model_families:
   - alexnet: {params: {width: 0.25, dense_units: 256}}
   - transfer: {backbones: [mobilenet], weights: none, alpha: 0.25, resolutions: [32]}
   - feature_extraction: {backbones: [mobilenet], weights: none, alpha: 0.25, resolutions: [32]}
-strategies: [{optuna_tpe: {n_startup_trials: 2}}]
+strategies: [{optuna_tpe: {n_startup_trials: 2, max_trials: 1}}]
 """)
     results = tmp_path / "results"
     result = tunebench("run", str(suite), "--results", str(results), env={"KERAS_HOME": str(tmp_path / "k")})

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
-from harness.budget import allowed_overshoot
-from harness.store import Store
-from harness.testing import run_search
 from tests.conftest import tunebench, write_suite
+from tunebench.budget import allowed_overshoot
+from tunebench.store import Store
+from tunebench.testing import run_search
 
 
 def test_optuna_pruning_records_pruned_trials_with_their_partial_curves(tmp_path):
     store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="optuna_random",
-                                  strategy_options={"pruner": "median"}, budget_s=12, max_epochs=4,
+                                  strategy_options={"pruner": "median", "max_trials": 10}, budget_s=120,
+                                  max_epochs=4,
                                   model_options={"params": {"epochs": 4}}, dataset_options={"limit": 600})
     trials = store.trials([run_id])
     pruned = [t for t in trials if t["status"] == "pruned"]
@@ -37,7 +38,7 @@ def test_hyperband_trials_carry_their_epoch_budget(tmp_path):
 
 
 def test_autokeras_pairs_itself_with_its_family(catalog):
-    from harness.suite import parse_suite
+    from tunebench.suite import parse_suite
 
     suite = parse_suite({"budget": "1m", "datasets": ["digits"], "model_families": ["mlp"],
                          "strategies": ["random", {"autokeras": {"tuner": "greedy"}}]}, catalog)
@@ -76,8 +77,8 @@ strategies: [{autokeras: {tuner: greedy, max_trials: 2}}]
     ({"grid": {}}, "option 'grid' must be set"),
 ])
 def test_strategy_options_are_checked_up_front(catalog, options, message):
-    from harness.errors import SuiteError
-    from harness.suite import parse_suite
+    from tunebench.errors import SuiteError
+    from tunebench.suite import parse_suite
 
     with pytest.raises(SuiteError) as err:
         parse_suite({"budget": "1m", "datasets": ["digits"], "model_families": ["mlp"], "strategies": [options]},

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness import DefaultHyperParameters, SearchContext, TrialRecord
-from harness.budget import Budget
-from harness.errors import BudgetExhausted, OptionsError
-from plugins.strategies.grid import GridSearch
-from plugins.strategies.keras_tuner_search import KTBayesian, KTHyperband, KTRandom
-from plugins.strategies.optuna_search import OptunaCmaEs, OptunaRandom, OptunaTPE
-from plugins.strategies.random_search import RandomSearch
+from tunebench import DefaultHyperParameters, SearchContext, TrialRecord
+from tunebench.budget import Budget
+from tunebench.errors import BudgetExhausted, OptionsError
+from tunebench.plugins.strategies.grid import GridSearch
+from tunebench.plugins.strategies.keras_tuner_search import KTBayesian, KTHyperband, KTRandom
+from tunebench.plugins.strategies.optuna_search import OptunaCmaEs, OptunaRandom, OptunaTPE
+from tunebench.plugins.strategies.random_search import RandomSearch
 
 
 class FakeContext(SearchContext):
@@ -68,7 +68,7 @@ def test_a_fixed_seed_gives_the_same_sequence_of_configurations(make, tmp_path):
 
 
 def test_every_builtin_strategy_states_whether_it_is_deterministic():
-    from harness.plugins import load_plugins
+    from tunebench.registry import load_plugins
 
     for info in load_plugins().strategies:
         assert isinstance(info.cls.deterministic, bool), info.name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.testing.conformance import StrategyConformance
+from tunebench.testing.conformance import StrategyConformance
 
 
 class TestRandom(StrategyConformance):

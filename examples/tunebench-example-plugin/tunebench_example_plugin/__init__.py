@@ -1,6 +1,6 @@
 """A tunebench plugin adding the model family `tiny_dense`."""
 
-from harness import ModelFamily, hookimpl, output_layer, scaled_inputs
+from tunebench import ModelFamily, hookimpl, output_layer, scaled_inputs
 
 
 class TinyDense(ModelFamily):

@@ -1,0 +1,107 @@
+"""The protocol between the runner and a search's process: the job, the events and the environment.
+
+The runner writes a `SearchJob` as JSON and starts `python -m tunebench.worker JOB.json`; the
+search's process sends JSON-lines events (the clock's start, each trial's start and end) to the
+file descriptor named by `EVENT_FD_ENV`. This module imports nothing heavy: the runner imports it
+and nothing else of the search's side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The file descriptor a search's process writes its events to.
+EVENT_FD_ENV = "TUNEBENCH_EVENT_FD"
+#: The runner's pid: a search's process exits when it dies.
+PARENT_PID_ENV = "TUNEBENCH_PARENT_PID"
+#: How many searches share this process's GPU (`--trials-per-gpu`), for its data placement.
+GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
+#: How long loading plugins, Keras and the data may take before the search's clock starts (the
+#: runner kills a search process still in setup after this; a lane waits this long for lane 0).
+SETUP_TIMEOUT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
+#: The module every search process runs.
+WORKER_MODULE = "tunebench.worker"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def weights_path(artifact_dir: str | Path, lane: int = 0) -> Path:
+    """Where a lane keeps the weights of its best trial so far (lane 0: `best.weights.h5`)."""
+    return Path(artifact_dir) / (BEST_WEIGHTS if lane == 0 else f"best.lane{lane}.weights.h5")
+
+
+@dataclass(frozen=True)
+class PluginCall:
+    """A plugin by registered name, with its resolved options."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything a search's process needs to run one search (JSON-serialisable)."""
+
+    run_id: int
+    store_url: str
+    artifact_dir: str
+    dataset: PluginCall
+    model_family: PluginCall
+    strategy: PluginCall
+    seed: int
+    budget_s: float
+    trial_budget_s: float | None = None
+    max_epochs: int | None = None
+    verbose: bool = False
+    plugins: tuple[str, ...] = ()
+    search_key: str = ""
+    #: The suite's `training:` block (`tunebench.settings.TrainingOptions.to_mapping()`).
+    training: Mapping[str, Any] = field(default_factory=dict)
+    #: Parallel trials: `lanes` processes run this search at once; this one is lane `lane`. Lane 0
+    #: owns the run (the clock, the totals, the test evaluation); with `spawn_lanes` it starts the
+    #: others itself, else something else does (a cluster executor, on other machines).
+    lanes: int = 1
+    lane: int = 0
+    spawn_lanes: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchJob:
+        raw = json.loads(text)
+        for key in ("dataset", "model_family", "strategy"):
+            raw[key] = PluginCall(**raw[key])
+        raw["plugins"] = tuple(raw.get("plugins", ()))
+        return cls(**raw)
+
+    def for_lane(self, lane: int) -> SearchJob:
+        """The same search, as lane `lane` (which never starts lanes of its own)."""
+        return dataclasses.replace(self, lane=lane, spawn_lanes=False)
+
+
+class Events:
+    """JSON-lines events to the supervising runner; silent when there is none."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._file = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, event: str, **data: Any) -> None:
+        message = {"event": event, **data}
+        self.sent.append(message)
+        if self._file is not None:
+            try:
+                self._file.write(json.dumps(message) + "\n")
+            except (BrokenPipeError, OSError):
+                self._file = None
+
+    @classmethod
+    def from_env(cls) -> Events:
+        fd = os.environ.get(EVENT_FD_ENV)
+        return cls(int(fd) if fd else None)
