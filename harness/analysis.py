@@ -128,7 +128,7 @@ class Anytime:
 def best_so_far(run: dict[str, Any], trials: pd.DataFrame, times: list[float]) -> list[float]:
     """A run's best validation score among trials finished by each time (seconds since its start)."""
     mine = trials[(trials["run_id"] == run["id"]) & trials["score"].notna()
-                  & trials["status"].isin(["ok", "timeout"])]
+                  & (trials["status"] != "running")]
     points = sorted((float(t - run["started_at"]), float(s)) for t, s in zip(mine["finished_at"], mine["score"]))
     finish = [p[0] for p in points]
     prefix, best = [], math.nan

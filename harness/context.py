@@ -7,19 +7,20 @@ Keras is imported only inside `run_trial` and `space`, through `tunebench.traini
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebench.errors import BudgetExhausted, SpaceError, TrialPruned
-from tunebench.job import weights_path
+from tunebench.job import trial_weights_path
 from tunebench.models import objective_for
 from tunebench.provenance import rss_mb
-from tunebench.settings import TrainingOptions
+from tunebench.settings import SearchOptions, TrainingOptions
 from tunebench.space import DefaultHyperParameters, HyperParameters, Param
-from tunebench.strategies import FAILED, NAN, OK, PRUNED, SELECTABLE, TIMEOUT, EpochReport, SearchContext, TrialRecord
+from tunebench.strategies import FAILED, NAN, OK, PRUNED, TIMEOUT, EpochReport, SearchContext, TrialRecord
 
 if TYPE_CHECKING:
     from tunebench.budget import Budget
@@ -35,10 +36,15 @@ class FatalTrialError(Exception):
 
 
 class TrialContext(SearchContext):
-    """Runs, times and records each trial of one search (one lane of it, with parallel trials)."""
+    """Runs, times and records each trial of one search (one lane of it, with parallel trials).
+
+    Args:
+        history: the trials an earlier process of this search recorded (the search goes on in a
+            fresh process after a trial was killed or crashed); strategies see them in `trials`.
+    """
 
     def __init__(self, job: SearchJob, store: Store, family: ModelFamily, data: Splits,
-                 budget: Budget, events: Events) -> None:
+                 budget: Budget, events: Events, *, history: Sequence[TrialRecord] = ()) -> None:
         self.job = job
         self.store = store
         self.family = family
@@ -48,6 +54,7 @@ class TrialContext(SearchContext):
         self.budget = budget
         self.events = events
         self.options = TrainingOptions.from_mapping(job.training)
+        self.search_options = SearchOptions.from_mapping(job.search)
         self.objective = objective_for(data.spec.task)
         self.max_epochs = job.max_epochs
         self.pins = dict(family.options.get("params") or {})
@@ -56,8 +63,16 @@ class TrialContext(SearchContext):
         self.lane, self.lanes = job.lane, job.lanes
         self.shared_store_url = store.url if store.engine.dialect.name == "postgresql" else None
         self.workdir = Path(job.artifact_dir) / "strategy"
-        self._trials: list[TrialRecord] = []
-        self._best_score: float | None = None
+        self._trials: list[TrialRecord] = list(history)
+        self.resumed = bool(history)
+        self.default_trial: int | None = store.run(job.run_id)["default_trial"]
+        self.first_number = 0 if self.default_trial is None else self.default_trial + 1
+        self._best_score: float | None = max((t.score for t in history if t.score is not None), default=None)
+        #: The least time a trial of this search has needed from its start to its first batch end
+        #: (building, compiling, tracing): with less time left, no trial can train at all.
+        self._least_start_s: float | None = None
+        #: The weights file this process keeps for each trial (the run's best, and the family default's).
+        self._files: dict[int, Path] = {}
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
 
     @property
@@ -79,51 +94,98 @@ class TrialContext(SearchContext):
     def next_number(self) -> int:
         return self.store.next_trial_number(self.job.run_id)
 
+    def run_default_first(self) -> TrialRecord | None:
+        """With `first_trial: defaults`, run the family's default configuration (its declared
+        defaults and the suite's pins) as the search's first trial, before the strategy proposes
+        anything: the same trial for every strategy, recorded as the run's `default_trial` (whose
+        number lane 0 reserved when the clock started)."""
+        number = self.default_trial
+        if number is None or self.lane != 0 or any(t.number == number for t in self._trials):
+            return None  # off, another lane's job, or run already (the search resumed after it)
+        record = self.run_trial(DefaultHyperParameters(), number=number)
+        self.store.update_run(self.run_id, default_val=record.score)
+        return record
+
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
                   report: EpochReport | None = None, number: int | None = None) -> TrialRecord:
-        if self.budget.expired:
+        if self.budget.expired or (self._least_start_s is not None
+                                   and self.budget.remaining() < self._least_start_s):
             raise BudgetExhausted()
         from tunebench import training
 
         if number is None:
             number = self.next_number()
+        default = number == self.default_trial
         started_wall, t0 = time.time(), time.monotonic()
         deadline = self.budget.trial_deadline(t0)
         hp.pin(self.pins)
         trial_seed = (self.seed * 100_003 + number) % (2**31 - 1)
+        notes: dict[str, Any] = {"family_default": True} if default else {}
         trial_id = self.store.start_trial(self.job.run_id, number, started_at=started_wall, seed=trial_seed,
                                           lane=self.lane)
         self.events.send("trial_start", number=number, lane=self.lane, deadline=started_wall + (deadline - t0))
-
-        def on_epoch(epoch: int, metrics: Mapping[str, float], elapsed: float) -> None:
-            self.store.record_epoch(self.job.run_id, trial_id, epoch, metrics, elapsed)
-            if report is not None:
-                report(epoch, metrics)
+        known = [b for b in (self._best_score, self.store.run(self.run_id)["best_val"]) if b is not None]
+        # An epoch's weights are written only when it beats the search's best so far (or it is the
+        # family default's, which the test evaluation also scores).
+        beat = None if default else max(known, default=None)
 
         status, error, error_kind = OK, None, None
         model: Any = None
         callback: training.TrialCallback | None = None
-        param_count, epoch_budget, timings_bytes = None, None, None
-        timings: dict[str, float] = {}
+        param_count, epoch_budget, model_size = None, None, None
+        timings: dict[str, float] = {"checkpoint": 0.0}
         fatal: Exception | None = None
+
+        def save(epoch: int) -> None:
+            tc = time.monotonic()
+            training.save_weights(model, trial_weights_path(self.job.artifact_dir, number, epoch))
+            timings["checkpoint"] += time.monotonic() - tc
+
+        def on_epoch(epoch: int, metrics: Mapping[str, float], elapsed: float, saved: bool) -> None:
+            assert callback is not None
+            best = ({"best_trial": number, "best_params": hp.values, "best_param_count": param_count}
+                    if saved else None)
+            became = self.store.record_epoch(self.job.run_id, trial_id, epoch, metrics, elapsed,
+                                             score=callback.best_score, best_epoch=callback.best_epoch, best=best)
+            if saved:
+                self._keep(number, trial_weights_path(self.job.artifact_dir, number, epoch), became, default)
+            if report is not None:
+                report(epoch, metrics)
+
         try:
             import keras
 
             keras.utils.set_random_seed(trial_seed)
             tb = time.monotonic()
             model, settings = training.build_trial_model(
-                self.family, hp, self.spec, self.options, max_epochs=self.max_epochs, epochs=epochs,
-                train_size=len(self._data.x_train))
+                self.family, hp, self.spec, self.options, max_epochs=self.max_epochs,
+                epochs=None if default else epochs, train_size=len(self._data.x_train),
+                sample=self._data.x_train[:16])
             epoch_budget = settings.epochs
             param_count = int(model.count_params())
-            timings_bytes = training.model_bytes(model)
+            model_size = training.model_bytes(model)
+            notes["steps_per_execution"] = int(settings.compile_options.get("steps_per_execution", 1))
+            if settings.extra.get("step_seconds") is not None:
+                notes["step_seconds"] = round(float(settings.extra["step_seconds"]), 5)
+            # On record from its first second: a trial killed from here on keeps what it was.
+            self.store.update_trial(trial_id, params=hp.values, param_count=param_count,
+                                    epoch_budget=epoch_budget, model_bytes=model_size, notes=notes)
             timings["build"] = time.monotonic() - tb
-            callback = training.TrialCallback(deadline, self.objective, on_epoch, beat=self._best_score)
+            guard = self.search_options
+            callback = training.TrialCallback(
+                deadline, self.objective, on_epoch, beat=beat, save=save,
+                guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
+                on_progress=lambda: self.events.send("progress", lane=self.lane))
             tf = time.monotonic()
-            self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
+            try:
+                self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
+            except training.TrialStopped:  # the callback left fit at the deadline or on the guard's word
+                pass
             timings["train"] = time.monotonic() - tf
             if callback.non_finite:
                 status, error, error_kind = NAN, "loss became NaN or infinite", "nan"
+            elif callback.infeasible:
+                status, error, error_kind = TIMEOUT, callback.infeasible, "infeasible"
             elif callback.timed_out:
                 status, error_kind = TIMEOUT, "deadline"
         except TrialPruned:
@@ -140,12 +202,12 @@ class TrialContext(SearchContext):
         if callback is not None:
             timings["first_epoch"] = callback.epoch_seconds[0] if callback.epoch_seconds else 0.0
             timings["eval"] = callback.eval_seconds
-        improved = (status in SELECTABLE and score is not None
-                    and (self._best_score is None or score > self._best_score))
-        if improved and callback is not None:
-            tc = time.monotonic()
-            training.save_weights(model, callback, str(weights_path(self.job.artifact_dir, self.lane)))
-            timings["checkpoint"] = time.monotonic() - tc
+            if callback.first_step_s is not None:
+                timings["to_first_step"] = timings.get("build", 0.0) + callback.first_step_s
+                self._least_start_s = min(self._least_start_s or math.inf, timings["to_first_step"])
+            if callback.projection is not None:
+                notes["feasibility"] = dict(callback.projection, stopped=bool(callback.infeasible))
+        if score is not None and (self._best_score is None or score > self._best_score):
             self._best_score = score
         history = tuple(callback.history) if callback is not None else ()
         if model is not None:
@@ -159,11 +221,7 @@ class TrialContext(SearchContext):
             finished_at=finished_wall, score=score,
             best_epoch=callback.best_epoch if callback is not None else None,
             epochs_done=len(history), epoch_budget=epoch_budget, param_count=param_count,
-            model_bytes=timings_bytes,
-            metrics=history[-1] if history else None, timings=timings)
-        if improved and score is not None:  # this lane's best so far; the run's best if no other lane has a better one
-            self.store.offer_best(self.job.run_id, score, best_trial=number, best_params=params,
-                                  best_param_count=param_count)
+            model_bytes=model_size, metrics=history[-1] if history else None, timings=timings, notes=notes)
         record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
                              error=error, duration=finished_wall - started_wall,
                              param_count=param_count, epochs=len(history), timings=timings,
@@ -174,9 +232,39 @@ class TrialContext(SearchContext):
             raise FatalTrialError(str(fatal))
         return record
 
+    def _keep(self, number: int, path: Path, became_best: bool, default: bool) -> None:
+        """After an epoch's weights were written and its record committed: keep the file while the
+        store may select it (the run's best, or the family default's), delete what no record names."""
+        old = self._files.pop(number, None)
+        if old is not None and old != path:
+            old.unlink(missing_ok=True)
+        if became_best or default:
+            self._files[number] = path
+        else:  # another lane holds a better trial: these weights can never be selected
+            path.unlink(missing_ok=True)
+        if became_best:
+            for other in [n for n in self._files if n not in (number, self.default_trial)]:
+                self._files.pop(other).unlink(missing_ok=True)
+
+
+def history_of(store: Store, run_id: int) -> list[TrialRecord]:
+    """The trials a run has recorded so far, as strategies see them (for a search that goes on in a
+    fresh process)."""
+    rows = store.trials([run_id])
+    curves: dict[int, list[dict[str, float]]] = {}
+    for e in store.epochs([r["id"] for r in rows]):
+        curves.setdefault(e["trial_id"], []).append(dict(e["metrics"]))
+    return [TrialRecord(number=r["number"], status=r["status"], params=dict(r["params"] or {}), score=r["score"],
+                        history=tuple(curves.get(r["id"], ())), error=r["error"],
+                        duration=(r["finished_at"] or r["started_at"]) - r["started_at"],
+                        param_count=r["param_count"], epochs=r["epochs_done"] or 0, timings=r["timings"] or {},
+                        epoch_budget=r["epoch_budget"])
+            for r in rows]
+
 
 def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]:
-    """Run the strategy's search; its stop reason (completed, budget, error), and an error if it broke.
+    """Run the strategy's search (after the family default's trial, with `first_trial: defaults`);
+    its stop reason (completed, budget, error), and an error if it broke.
 
     What exists before the first trial (the frameworks' modules, the data, the strategy) is moved
     out of the garbage collector's sight for the search (`gc.freeze`): each trial ends with
@@ -189,6 +277,7 @@ def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]
     gc.collect()
     gc.freeze()
     try:
+        ctx.run_default_first()
         strategy.search(ctx)
     except BudgetExhausted:
         return "budget", None

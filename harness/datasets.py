@@ -7,6 +7,7 @@ identified by a fingerprint (a hash of the indices) stored with each run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ class DataSpec:
     input_shape: tuple[int, ...]
     class_names: tuple[str, ...]
     task: Task = "multiclass"
+    #: Images in the training split, once the harness has split the data (None before): model
+    #: families size their default epochs and batch size by it.
+    train_size: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -184,7 +188,7 @@ def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: floa
         x_train=data.x[train_idx], y_train=data.y[train_idx],
         x_val=x_val, y_val=y_val,  # type: ignore[arg-type]
         x_test=x_test, y_test=y_test,  # type: ignore[arg-type]
-        spec=spec, fingerprint=digest.hexdigest()[:16],
+        spec=dataclasses.replace(spec, train_size=len(train_idx)), fingerprint=digest.hexdigest()[:16],
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
     )
 

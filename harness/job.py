@@ -30,9 +30,18 @@ WORKER_MODULE = "tunebench.worker"
 BEST_WEIGHTS = "best.weights.h5"
 
 
-def weights_path(artifact_dir: str | Path, lane: int = 0) -> Path:
-    """Where a lane keeps the weights of its best trial so far (lane 0: `best.weights.h5`)."""
-    return Path(artifact_dir) / (BEST_WEIGHTS if lane == 0 else f"best.lane{lane}.weights.h5")
+TRIAL_WEIGHTS = "trials"
+
+
+def weights_path(artifact_dir: str | Path) -> Path:
+    """Where the weights of the selected configuration are kept once the run is tested."""
+    return Path(artifact_dir) / BEST_WEIGHTS
+
+
+def trial_weights_path(artifact_dir: str | Path, number: int, epoch: int) -> Path:
+    """The weights of trial `number` after epoch `epoch` (0-based), written before the epoch's
+    record: the store names only weights that are on disk."""
+    return Path(artifact_dir) / TRIAL_WEIGHTS / f"{number}-{epoch}.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class SearchJob:
     search_key: str = ""
     #: The suite's `training:` block (`tunebench.settings.TrainingOptions.to_mapping()`).
     training: Mapping[str, Any] = field(default_factory=dict)
+    #: The suite's search options (`tunebench.settings.SearchOptions.to_mapping()`).
+    search: Mapping[str, Any] = field(default_factory=dict)
     #: Parallel trials: `lanes` processes run this search at once; this one is lane `lane`. Lane 0
     #: owns the run (the clock, the totals, the test evaluation); with `spawn_lanes` it starts the
     #: others itself, else something else does (a cluster executor, on other machines).

@@ -20,11 +20,22 @@ if TYPE_CHECKING:
     from tunebench.store import Store
 
 BASELINE = "baseline"
+#: The strategy column of a family-default row: each family's default configuration, tried first by
+#: every search (`first_trial: defaults`), so a strategy's gain over it can be read off.
+FAMILY_DEFAULT = "family default"
+#: Fewer seeds than this get no confidence interval (n is shown instead).
+MIN_SEEDS_FOR_CI = 3
+#: How the leaderboard's intervals are computed, printed beneath every table.
+LEGEND = (f"test score: mean ± sd over seeds (the configuration selected on validation, tested once per seed); "
+          f"with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n. 95% CI: Student's t interval of the mean "
+          f"over seeds, from {MIN_SEEDS_FOR_CI} seeds, clipped to the score's range [0, 1]. "
+          f"vs default: the mean test score minus the family default's (the same seeds' first trial).")
 
-#: Numeric columns of a leaderboard, in order (the CSV/JSON export).
-COLUMNS = ["dataset", "model_family", "strategy", "rank", "seeds", "runs", "runs_ok", "runs_failed",
-           "test_mean", "test_sd", "test_ci_low", "test_ci_high", "val_mean", "params", "inference_ms",
-           "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
+#: Numeric columns of a leaderboard, in order (the CSV/JSON export). `kind` is `search`, `baseline`
+#: (majority class, random guessing) or `family_default`.
+COLUMNS = ["dataset", "model_family", "strategy", "kind", "rank", "seeds", "runs", "runs_ok", "runs_failed",
+           "test_mean", "test_sd", "test_ci_low", "test_ci_high", "vs_default", "val_mean", "params",
+           "inference_ms", "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
            "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "backend", "weights"]
 
 
@@ -49,15 +60,17 @@ def latest_runs(store: Store, suite: str | None = None, *, dataset: str | None =
     return frame.reset_index(drop=True)
 
 
-def _ci95(values: pd.Series) -> tuple[float, float]:
-    """A t-based 95 % confidence interval of the mean (NaN with fewer than 2 values)."""
+def ci95(values: pd.Series, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """Student's t 95 % confidence interval of the mean, clipped to the score's range (NaN with
+    fewer than `MIN_SEEDS_FOR_CI` values: two seeds give an interval wider than the range)."""
     from scipy import stats
 
     n = len(values)
-    if n < 2:
+    if n < MIN_SEEDS_FOR_CI:
         return math.nan, math.nan
     half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return float(values.mean()) - half, float(values.mean()) + half
+    low, high = float(values.mean()) - half, float(values.mean()) + half
+    return max(bounds[0], low), min(bounds[1], high)
 
 
 def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
@@ -94,15 +107,18 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
                     time_to_best.append(float(best["finished_at"].iloc[0]) - float(run["started_at"]))
         used = [(r["finished_at"] - r["started_at"]) / r["budget_s"] for _, r in group.iterrows()
                 if not _nan(r["finished_at"]) and not _nan(r["started_at"])]
-        ci_low, ci_high = _ci95(tests)
+        ci_low, ci_high = ci95(tests)
         mine = trials[trials["run_id"].isin(run_ids)] if not trials.empty else trials
-        # failures by kind: exceptions, out-of-memory, NaN losses, kills, interruptions (not timeouts
-        # or pruning, which have their own columns)
-        failed = mine[mine["status"].isin(["failed", "nan", "interrupted"])] if not mine.empty else mine
+        # failures by kind: exceptions, out-of-memory, NaN losses, crashes, interruptions, and the
+        # timeouts that were kills or the feasibility guard's stops (not plain deadlines or pruning,
+        # which have their own columns)
+        failed = (mine[mine["status"].isin(["failed", "nan", "interrupted"])
+                       | ((mine["status"] == "timeout") & mine["error_kind"].isin(["infeasible", "killed"]))]
+                  if not mine.empty else mine)
         kinds = (failed["error_kind"].fillna(failed["status"]).value_counts()
                  if not failed.empty else pd.Series(dtype=int))
         rows.append({
-            "dataset": dataset, "model_family": model, "strategy": strategy,
+            "dataset": dataset, "model_family": model, "strategy": strategy, "kind": "search",
             "seeds": int(group["seed"].nunique()),
             "runs": len(group), "runs_ok": len(ok), "runs_failed": int((group["status"] == "failed").sum()),
             "test_mean": float(tests.mean()) if len(tests) else math.nan,
@@ -129,8 +145,15 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
                      .astype("Int64"))
     board = board.sort_values(["dataset", "rank"], na_position="last")
+    defaults = family_default_rows(runs)
+    if not defaults.empty:
+        reference = {(r["dataset"], r["model_family"]): r["test_mean"] for _, r in defaults.iterrows()}
+        board["vs_default"] = [r["test_mean"] - reference.get((r["dataset"], r["model_family"]), math.nan)
+                               for _, r in board.iterrows()]
+    else:
+        board["vs_default"] = math.nan
     if baselines:
-        board = pd.concat([board, baseline_rows(runs)], ignore_index=True)
+        board = pd.concat([board, defaults, baseline_rows(runs)], ignore_index=True)
     for column in COUNT_COLUMNS:  # baseline rows have no counts: keep the others integers
         board[column] = board[column].astype("Int64")
     return board[COLUMNS].reset_index(drop=True)
@@ -148,8 +171,29 @@ def baseline_rows(runs: pd.DataFrame) -> pd.DataFrame:
             for name, value in (b or {}).items():
                 values.setdefault(name, []).append(value)
         for name, vals in values.items():
-            rows.append({"dataset": dataset, "model_family": BASELINE, "strategy": name,
+            rows.append({"dataset": dataset, "model_family": BASELINE, "strategy": name, "kind": "baseline",
                          "test_mean": sum(vals) / len(vals), "seeds": len(vals)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def family_default_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset and model family: the test score of the family's default configuration,
+    the first trial of each of its searches (`first_trial: defaults`), averaged over seeds. Every
+    strategy of a seed tried the same configuration, so a seed counts once (its searches' mean)."""
+    import pandas as pd
+
+    rows = []
+    if "default_test_score" not in runs or runs["default_test_score"].isna().all():
+        return pd.DataFrame(columns=COLUMNS)
+    scored = runs[runs["default_test_score"].notna()]
+    for (dataset, family), group in scored.groupby(["dataset_label", "model_label"]):
+        per_seed = group.groupby("seed")["default_test_score"].mean()
+        low, high = ci95(per_seed)
+        rows.append({"dataset": dataset, "model_family": family, "strategy": FAMILY_DEFAULT, "kind": "family_default",
+                     "test_mean": float(per_seed.mean()), "seeds": len(per_seed),
+                     "test_sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else math.nan,
+                     "test_ci_low": low, "test_ci_high": high,
+                     "val_mean": float(group.groupby("seed")["default_val"].mean().mean())})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -160,7 +204,9 @@ def _nan(value: Any) -> bool:
 def _pm(mean: float, sd: float, n: int) -> str:
     if _nan(mean):
         return "-"
-    return f"{mean:.4f} ± {sd:.4f}" if not _nan(sd) else f"{mean:.4f} (n={n})"
+    if n < MIN_SEEDS_FOR_CI or _nan(sd):
+        return f"{mean:.4f} (n={n})"
+    return f"{mean:.4f} ± {sd:.4f}"
 
 
 def display_frame(board: pd.DataFrame) -> pd.DataFrame:
@@ -169,9 +215,15 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     for _, r in board.iterrows():
-        if r["model_family"] == BASELINE:
+        if r["kind"] == "baseline":
             rows.append({"rank": "", "model family": f"({BASELINE})", "strategy": str(r["strategy"]).replace("_", " "),
                          "test score (mean ± sd)": f"{r['test_mean']:.4f}"})
+            continue
+        if r["kind"] == "family_default":
+            ci = ("" if _nan(r["test_ci_low"]) else f"[{r['test_ci_low']:.3f}, {r['test_ci_high']:.3f}]")
+            rows.append({"rank": "", "model family": r["model_family"], "strategy": f"({FAMILY_DEFAULT})",
+                         "test score (mean ± sd)": _pm(r["test_mean"], r["test_sd"], int(r["seeds"])),
+                         "95% CI": ci, "best val": "-" if _nan(r["val_mean"]) else f"{r['val_mean']:.4f}"})
             continue
         ci = ("" if _nan(r["test_ci_low"]) else f"[{r['test_ci_low']:.3f}, {r['test_ci_high']:.3f}]")
         rows.append({
@@ -179,6 +231,7 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
             "model family": r["model_family"], "strategy": r["strategy"],
             "test score (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
             "95% CI": ci,
+            "vs default": "" if _nan(r["vs_default"]) else f"{r['vs_default']:+.4f}",
             "best val": "-" if _nan(r["val_mean"]) else f"{r['val_mean']:.4f}",
             "runs ok/all": f"{r['runs_ok']}/{r['runs']}",
             "trials ok/failed/timeout/pruned": (f"{r['trials_ok']}/{r['trials_failed'] + r['trials_nan']}/"
@@ -192,7 +245,7 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
             "weights": r.get("weights") or "",
         })
     frame = pd.DataFrame(rows).fillna("")
-    for column in ("weights", "failures", "95% CI"):
+    for column in ("weights", "failures", "95% CI", "vs default"):
         if column in frame and not frame[column].astype(bool).any():
             frame = frame.drop(columns=column)
     return frame
@@ -219,7 +272,7 @@ def render(board: pd.DataFrame, fmt: str = "table") -> str:
         table = tabulate(display_frame(group), headers="keys", tablefmt=style, showindex=False,
                          disable_numparse=True)
         parts.append(f"{title}\n\n{table}")
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts) + f"\n\n{LEGEND}\n"
 
 
 def write_files(board: pd.DataFrame, results_dir: str | Path) -> list[Path]:

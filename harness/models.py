@@ -10,6 +10,7 @@ Keras is imported inside the methods that train, never at module scope.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,17 +76,53 @@ class ModelFamily(Configurable):
         """An uncompiled Keras model taking uint8-range images of `spec.input_shape`."""
 
     def training(self, hp: HyperParameters, spec: DataSpec, max_epochs: int | None = None) -> TrainingSettings:
-        """Declare and return the training settings. `max_epochs` is the suite's cap."""
-        top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))
+        """Declare and return the training settings. `max_epochs` is the suite's cap. The defaults
+        fit the data's size (`epochs_for`, `batch_size_for`)."""
+        top = self.epoch_range(spec, max_epochs)
         low_lr, high_lr = self.learning_rate_range
         return TrainingSettings(
             optimizer=hp.Choice("optimizer", list(self.optimizers), default=self.default_optimizer),
             learning_rate=hp.Float("learning_rate", low_lr, high_lr, log=True,
                                    default=self.default_learning_rate),
-            batch_size=hp.Choice("batch_size", list(self.batch_sizes), default=self.default_batch_size),
-            epochs=hp.Int("epochs", 1, top, default=min(self.default_epochs, top)),
+            batch_size=hp.Choice("batch_size", list(self.batch_sizes), default=self.batch_size_for(spec)),
+            # log scale: a draw of 3 epochs is as likely as one of 30, so that a search's trials are
+            # mostly short enough to be several
+            epochs=hp.Int("epochs", 1, top, log=True, default=min(self.epochs_for(spec), top)),
             extra={"class_weight": hp.Boolean("class_weight", default=False)},
         )
+
+    #: The training-set size `default_epochs` and `max_epochs` are meant for.
+    reference_train_size: ClassVar[int] = 10_000
+
+    def epochs_for(self, spec: DataSpec) -> int:
+        """The default number of epochs for data of this size: `default_epochs` at
+        `reference_train_size` images, more on smaller sets and fewer on larger ones (by the
+        square root of the ratio, so that small sets get enough steps and large ones are not trained
+        for hours by default)."""
+        n = spec.train_size
+        if not n:
+            return self.default_epochs
+        scaled = self.default_epochs * math.sqrt(self.reference_train_size / n)
+        return int(max(1, min(self.max_epochs, round(scaled))))
+
+    def epoch_range(self, spec: DataSpec, max_epochs: int | None = None) -> int:
+        """The largest `epochs` a search may draw: `max_epochs` scaled to the data's size like the
+        default (at least twice the default), capped by the suite's `max_epochs`."""
+        top = self.max_epochs
+        if spec.train_size:
+            top = max(2 * self.epochs_for(spec), min(self.max_epochs, round(self.max_epochs * math.sqrt(
+                self.reference_train_size / spec.train_size))))
+            top = min(top, self.max_epochs)
+        return top if max_epochs is None else max(1, min(top, max_epochs))
+
+    def batch_size_for(self, spec: DataSpec) -> int:
+        """The default batch size: `default_batch_size`, doubled (within `batch_sizes`) from five
+        times `reference_train_size` training images on, where fewer, larger steps per epoch pay."""
+        size = self.default_batch_size
+        if spec.train_size and spec.train_size >= 5 * self.reference_train_size:
+            larger = [b for b in self.batch_sizes if b >= 2 * size]
+            size = min(larger) if larger else size
+        return size
 
     def check(self, spec: DataSpec) -> list[str]:
         """Why this family cannot fit data of `spec`, if it cannot."""

@@ -4,8 +4,13 @@ The runner owns the loop, the clock and the record. Each search runs in its own 
 (`python -m tunebench.worker`), so its host and accelerator memory is returned when it ends and a
 hung plugin can be killed. The child stops trials cooperatively at the deadline; the runner kills
 it if it has not stopped `0.6 x allowed_overshoot` after the deadline, records what was in flight
-as `timeout`, and evaluates the best configuration found so far in a fresh process. Finished
-searches are skipped when the same suite runs again; interrupted ones run again.
+as `timeout`, and evaluates the best configuration found so far in a fresh process.
+
+A kill ends a search only at its deadline. When the runner must stop a trial sooner (its
+`trial_budget` is spent, or it made no progress for `hang_timeout`), or the search's process dies
+(a crash, the kernel's out-of-memory killer), the trial in flight is recorded and the search goes on
+in a fresh process (`--resume`), with the trials so far as its history and the same deadline.
+Finished searches are skipped when the same suite runs again; interrupted ones run again.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tunebench.job import (
     PluginCall,
     SearchJob,
 )
+from tunebench.settings import SearchOptions
 from tunebench.store import RunStatus, Store
 from tunebench.strategies import FAILED, OK, TIMEOUT
 from tunebench.suite import Search, Suite
@@ -42,6 +48,10 @@ from tunebench.suite import Search, Suite
 #: Share of the allowed overshoot after which a search that has not stopped is killed.
 KILL_AT = 0.6
 POLL_S = 0.2
+#: A search resumes after an early kill or a crash only if this much of its budget is left.
+RESUME_MIN_S = 2.0
+#: A search whose process dies this many times in a row without finishing a trial fails.
+MAX_CRASHES = 3
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,13 @@ class _Active:
     search_started: float | None = None
     search_deadline: float | None = None
     trial_deadlines: dict[int, float] = field(default_factory=dict)  # lane -> its trial's deadline
+    in_flight: dict[int, float] = field(default_factory=dict)  # lane -> when its trial last made progress
     finalize_started: float | None = None
     killed: str | None = None
+    #: Whether the kill was for a trial (its cap, a hang), after which the search goes on, or for
+    #: the search's deadline, which ends it.
+    kill_ends_search: bool = True
+    crashes: int = 0  # deaths of the search's process in a row with no trial finished in between
     killed_at: float | None = None
     killed_cpu_s: float | None = None
     killed_phase: str | None = None  # the phase the runner saw when it killed (events may follow)
@@ -252,10 +267,13 @@ class Runner:
         return outcomes
 
     def _launch(self, search: Search, index: int, *, run_id: int | None = None, slot: str | None = None,
-                finalize_job: SearchJob | None = None) -> _Active:
-        if finalize_job is None and run_id is None:
+                finalize_job: SearchJob | None = None, resume_job: SearchJob | None = None) -> _Active:
+        if finalize_job is None and resume_job is None and run_id is None:
             run_id = self.create_run(search, executor="local", attempt=1)
-        if finalize_job is None:
+        if resume_job is not None:
+            job = resume_job
+            args = ["--resume", str(Path(job.artifact_dir) / "job.json")]
+        elif finalize_job is None:
             assert run_id is not None
             job = self.job_for(search, run_id)
             artifact_dir = Path(job.artifact_dir)
@@ -301,7 +319,8 @@ class Runner:
             strategy=PluginCall(search.strategy.name, dict(search.strategy.options)),
             seed=search.seed, budget_s=search.budget_s, trial_budget_s=search.trial_budget_s,
             max_epochs=search.max_epochs, verbose=self.verbose, plugins=self.plugins,
-            search_key=search.key, training=search.training.to_mapping(), lanes=lanes_of(search), lane=lane,
+            search_key=search.key, training=search.training.to_mapping(),
+            search=search.options.to_mapping(), lanes=lanes_of(search), lane=lane,
             spawn_lanes=self.spawn_lanes)
 
     # -- supervision --------------------------------------------------------------------------------
@@ -339,12 +358,18 @@ class Runner:
         if kind == "started":
             a.phase, a.search_started, a.search_deadline = "search", event["started_at"], event["deadline"]
         elif kind == "trial_start":
+            a.in_flight[event.get("lane", 0)] = time.time()
             if a.job.trial_budget_s:
                 a.trial_deadlines[event.get("lane", 0)] = event["deadline"]
+        elif kind == "progress":
+            if event.get("lane", 0) in a.in_flight:
+                a.in_flight[event.get("lane", 0)] = time.time()
         elif kind == "trial":
             a.trials += 1
+            a.crashes = 0
             a.ok_trials += event["status"] == OK
             a.trial_deadlines.pop(event.get("lane", 0), None)
+            a.in_flight.pop(event.get("lane", 0), None)
             if event.get("best") is not None:  # the best over the lanes
                 a.best = event["best"] if a.best is None else max(a.best, event["best"])
         elif kind == "search_done":
@@ -358,13 +383,24 @@ class Runner:
             self._kill(a, f"setup (loading plugins, Keras and the data) took longer than "
                           f"{format_duration(SETUP_TIMEOUT_S)}")
         elif a.phase == "search":
-            hard = a.search_deadline + KILL_AT * allowed_overshoot(a.job.budget_s)  # type: ignore[operator]
+            assert a.search_deadline is not None
+            hard = a.search_deadline + KILL_AT * allowed_overshoot(a.job.budget_s)
+            why, ends = "the trial in flight did not stop at its deadline", True
             if a.trial_deadlines and a.job.trial_budget_s:
-                hard = min(hard, min(a.trial_deadlines.values()) + KILL_AT * allowed_overshoot(a.job.trial_budget_s))
+                trial_hard = min(a.trial_deadlines.values()) + KILL_AT * allowed_overshoot(a.job.trial_budget_s)
+                if trial_hard < hard:
+                    hard, ends = trial_hard, False
+                    cap = format_duration(a.job.trial_budget_s)
+                    why = f"the trial in flight did not stop at its trial budget ({cap})"
+            hang = SearchOptions.from_mapping(a.job.search).hang_timeout_s
+            if a.in_flight and min(a.in_flight.values()) + hang < hard:
+                hard, ends = min(a.in_flight.values()) + hang, False
+                why = f"the trial in flight made no progress for {format_duration(hang)} (hang_timeout)"
             if now > hard:
                 self._read_pending(a)  # what it said since the last poll: it may have just stopped in time
                 if a.phase == "search":
-                    self._kill(a, "the trial in flight did not stop at its deadline")
+                    self._kill(a, why)
+                    a.kill_ends_search = ends
         elif a.phase == "finalize" and now > a.finalize_started + _finalize_timeout(a.job):  # type: ignore[operator]
             self._kill(a, f"the test evaluation took longer than {format_duration(_finalize_timeout(a.job))}")
 
@@ -379,6 +415,18 @@ class Runner:
         run = self.store.run(run_id)
         if run["status"] in RunStatus.ended():
             return Outcome(a.search, run_id, run["status"], run["error"] or "", run["test_score"])
+        time_left = (a.search_deadline or 0.0) - time.time()
+        if a.killed and a.killed_phase == "search" and not a.kill_ends_search and time_left > RESUME_MIN_S:
+            # a trial was stopped early (its cap, a hang): record it, and the search goes on
+            self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
+                                         finished_at=a.killed_at)
+            return self._resume(a, run, extra_cpu_s=a.killed_cpu_s)
+        crashed = (not a.killed and a.phase == "search" and a.proc.returncode not in (0, 1)
+                   and time_left > RESUME_MIN_S and a.crashes + 1 < MAX_CRASHES)
+        if crashed:  # the search's process died (a crash, the OOM killer): its trial in flight failed
+            why = _death(a) + " while this trial ran; the search went on in a fresh process"
+            self.store.close_open_trials(run_id, FAILED, why, error_kind="crashed")
+            return self._resume(a, run, crashes=a.crashes + 1)
         if a.killed and a.killed_phase == "search":  # the search's trials are kept: test its best
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
                                          finished_at=a.killed_at)
@@ -394,19 +442,37 @@ class Runner:
         if a.killed:
             why = a.killed
         else:
-            code = a.proc.returncode
-            why = f"the search process exited with code {code}"
-            if code is not None and code < 0:
-                name = signal.Signals(-code).name
-                why = f"the search process died from {name}"
-                if -code == signal.SIGKILL:
-                    why += " (often the system running out of memory)"
-            why += f"; see {Path(a.job.artifact_dir) / 'log.txt'}"
+            why = _death(a)
+            if a.crashes:
+                why += f" ({a.crashes + 1} times in a row)"
         now = time.time()
         self.store.close_open_trials(run_id, FAILED, why, finished_at=now)
         self.store.fail_run(run_id, why, stop_reason=run["stop_reason"] or "crashed",
                             finished_at=run["finished_at"] or now, completed_at=now)
         return Outcome(a.search, run_id, RunStatus.FAILED, why)
+
+
+    def _resume(self, a: _Active, run: dict[str, Any], *, extra_cpu_s: float | None = None,
+                crashes: int = 0) -> _Active:
+        """Start the search again in a fresh process, against the same deadline (`--resume`)."""
+        self.store.update_run(a.job.run_id, resumes=(run["resumes"] or 0) + 1,
+                              cpu_seconds=(run["cpu_seconds"] or 0.0) + (extra_cpu_s or 0.0))
+        follow_up = self._launch(a.search, a.index, resume_job=a.job, slot=a.slot)
+        follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
+        follow_up.crashes = crashes
+        return follow_up
+
+
+def _death(a: _Active) -> str:
+    """How a search's process ended, for the record."""
+    code = a.proc.returncode
+    why = f"the search process exited with code {code}"
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        why = f"the search process died from {name}"
+        if -code == signal.SIGKILL:
+            why += " (often the system running out of memory)"
+    return why + f"; see {Path(a.job.artifact_dir) / 'log.txt'}"
 
 
 def lanes_of(search: Search) -> int:

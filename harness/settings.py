@@ -1,13 +1,15 @@
-"""How every trial of a suite trains: the suite's `training:` block as one typed, validated object.
+"""How every search of a suite runs and every trial trains: the suite's `training:` block and its
+search options (`first_trial`, the feasibility guard, `hang_timeout`), each one typed, validated object.
 
-Its defaults live here and nowhere else. The suite validator builds it (`TrainingOptions.parse`,
-which reports every problem at once), the job carries it to the search's process as a mapping,
-and the training code reads its fields.
+Their defaults live here and nowhere else. The suite validator builds them (`parse`, which reports
+every problem at once), the job carries them to the search's process as mappings, and the training
+code and the trial context read their fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -95,3 +97,79 @@ class TrainingOptions:
         """The Keras dtype policy name for `mixed_precision`."""
         mp = self.mixed_precision
         return "mixed_bfloat16" if mp == "bfloat16" else "mixed_float16" if mp else "float32"
+
+
+#: The suite's top-level keys that shape how every search runs (besides budgets), and their meaning.
+SEARCH_KEYS = {
+    "first_trial": "defaults (the family's default configuration is each search's first trial) or none",
+    "feasibility_guard": "true or false: stop a trial early when its first epoch cannot end before the deadline",
+    "feasibility_margin": "a number >= 1: the projected epoch time is multiplied by it before the comparison",
+    "hang_timeout": "a duration: a trial with no training progress for this long is killed; the search goes on",
+}
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How every search of a suite runs, beyond its budgets.
+
+    Attributes:
+        first_trial: "defaults" runs the model family's default configuration (its declared defaults
+            and the suite's pins) as each search's first trial, for every strategy alike, so that a
+            strategy's gain over it can be read off the leaderboard; "none" leaves the first trial
+            to the strategy.
+        feasibility_guard: after a trial's first steps the harness projects its first epoch; a trial
+            that cannot finish it before its deadline is stopped then, as `timeout`, with the reason.
+        feasibility_margin: the projection is multiplied by this before it is compared with the time left.
+        hang_timeout_s: a trial whose training makes no progress (no batch ends) for this long is
+            killed by the runner and the search goes on in a fresh process.
+    """
+
+    first_trial: Literal["defaults", "none"] = "defaults"
+    feasibility_guard: bool = True
+    feasibility_margin: float = 1.0
+    hang_timeout_s: float = 600.0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> tuple[SearchOptions, list[str]]:
+        """The search options among a suite's top-level keys; every problem is reported."""
+        from tunebench.budget import parse_duration
+
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        first = raw.get("first_trial")
+        if first is not None:
+            if first in ("defaults", "none") or first is False:
+                values["first_trial"] = "none" if first is False else first
+            else:
+                problems.append(f"'first_trial' must be defaults or none, not {first!r}")
+        guard = raw.get("feasibility_guard")
+        if guard is not None:
+            if isinstance(guard, bool):
+                values["feasibility_guard"] = guard
+            else:
+                problems.append(f"'feasibility_guard' must be true or false, not {guard!r}")
+        margin = raw.get("feasibility_margin")
+        if margin is not None:
+            if (isinstance(margin, (int, float)) and not isinstance(margin, bool) and math.isfinite(margin)
+                    and margin >= 1):
+                values["feasibility_margin"] = float(margin)
+            else:
+                problems.append(f"'feasibility_margin' must be a number of at least 1, not {margin!r}")
+        hang = raw.get("hang_timeout")
+        if hang is not None:
+            try:
+                values["hang_timeout_s"] = parse_duration(hang)
+            except ValueError as exc:
+                problems.append(f"'hang_timeout': {exc}")
+        return cls(**values), problems
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> SearchOptions:
+        """Options from a job file's mapping (`to_mapping`)."""
+        return cls(**dict(raw or {}))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Only the fields that differ from the defaults."""
+        default = SearchOptions()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}

@@ -285,6 +285,26 @@ class OptunaHyperParameters(HyperParameters):
         return values[index]  # type: ignore[index]
 
 
+def optuna_distribution(param: Param, value: Any) -> tuple[Any, Any]:
+    """The Optuna distribution `OptunaHyperParameters` suggests `param` from, and `value` as Optuna
+    records it (a choice among values Optuna cannot store is recorded as its index)."""
+    import optuna
+
+    d = optuna.distributions
+    if param.kind == "int":
+        return d.IntDistribution(int(param.low), int(param.high), step=int(param.step or 1),  # type: ignore[arg-type]
+                                 log=param.log), int(value)
+    if param.kind == "float":
+        return d.FloatDistribution(float(param.low), float(param.high), step=param.step,  # type: ignore[arg-type]
+                                   log=param.log), float(value)
+    if param.kind == "boolean":
+        return d.CategoricalDistribution([False, True]), bool(value)
+    values = list(param.values or ())
+    if all(isinstance(v, _OPTUNA_CATEGORICAL) for v in values):
+        return d.CategoricalDistribution(values), value
+    return d.CategoricalDistribution(list(range(len(values)))), values.index(value)
+
+
 class KerasTunerHyperParameters(HyperParameters):
     """Answers declarations from a `keras_tuner.HyperParameters` (also define-by-run)."""
 

@@ -100,6 +100,11 @@ runs = sa.Table(
     sa.Column("lanes", sa.Integer),  # processes running the search's trials at once (parallel_trials)
     sa.Column("lanes_done", sa.Integer),  # lanes other than lane 0 that have finished
     sa.Column("next_trial", sa.Integer),  # trial numbers handed out so far (shared by the lanes)
+    sa.Column("resumes", sa.Integer),  # times the search went on in a fresh process after a kill or crash
+    # The family's default configuration (`first_trial: defaults`): its trial, validation and test scores.
+    sa.Column("default_trial", sa.Integer),
+    sa.Column("default_val", sa.Float),
+    sa.Column("default_test_score", sa.Float),
 )
 
 #: One row per search key being run or done by some runner: the lock that keeps two runners on one
@@ -133,6 +138,9 @@ trials = sa.Table(
     sa.Column("metrics", sa.JSON),
     sa.Column("timings", sa.JSON),
     sa.Column("lane", sa.Integer),  # which of the search's processes ran it (parallel_trials)
+    # How it was run: steps per compiled call and the step time it was chosen from, the feasibility
+    # guard's projection, whether it was the family's default configuration.
+    sa.Column("notes", sa.JSON),
     sa.UniqueConstraint("run_id", "number"),
 )
 
@@ -299,12 +307,39 @@ class Store:
         return int(trial_id)
 
     def record_epoch(self, run_id: int, trial_id: int, epoch: int, metrics: Mapping[str, float],
-                     elapsed: float) -> None:
+                     elapsed: float, *, score: float | None = None, best_epoch: int | None = None,
+                     best: Mapping[str, Any] | None = None) -> bool:
+        """Commit one completed epoch and where its trial stands, in one transaction.
+
+        Args:
+            score, best_epoch: the trial's best validation score so far and its epoch (so a trial
+                killed later keeps them).
+            best: offer the trial as the run's best (`best_trial`, `best_params`, ...) when `score`
+                beats the run's recorded best: its weights file is already in place.
+
+        Returns:
+            Whether the trial became the run's best.
+        """
         now = time.time()
+        became_best = False
         with self.engine.begin() as conn:
             conn.execute(epochs.insert().values(trial_id=trial_id, epoch=epoch, metrics=dict(metrics),
                                                 elapsed=elapsed, finished_at=now))
+            conn.execute(trials.update().where(trials.c.id == trial_id).values(
+                score=score, best_epoch=best_epoch, epochs_done=epoch + 1, metrics=dict(metrics)))
             conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+            if best is not None and score is not None:
+                result = conn.execute(runs.update()
+                                      .where(runs.c.id == run_id,
+                                             sa.or_(runs.c.best_val.is_(None), runs.c.best_val < score))
+                                      .values(best_val=score, **best))
+                became_best = bool(result.rowcount)
+        return became_best
+
+    def update_trial(self, trial_id: int, **fields: Any) -> None:
+        """Record what is known of a trial in flight (its hyperparameters once built)."""
+        with self.engine.begin() as conn:
+            conn.execute(trials.update().where(trials.c.id == trial_id).values(**fields))
 
     def finish_trial(self, trial_id: int, **fields: Any) -> None:
         with self.engine.begin() as conn:
@@ -329,7 +364,7 @@ class Store:
             return self._count(conn, trials.c.run_id == run_id, trials.c.status == "running")
 
     def close_open_trials(self, run_id: int, status: str, error: str, finished_at: float | None = None,
-                          *, lane: int | None = None) -> int:
+                          *, lane: int | None = None, error_kind: str = "killed") -> int:
         """Give trials still marked `running` a final status (after a kill or a crash); only one
         lane's when `lane` is given."""
         where = [trials.c.run_id == run_id, trials.c.status == "running"]
@@ -337,7 +372,7 @@ class Store:
             where.append(trials.c.lane == lane)
         with self.engine.begin() as conn:
             result = conn.execute(trials.update().where(*where)
-                                  .values(status=status, error=error, error_kind="killed",
+                                  .values(status=status, error=error, error_kind=error_kind,
                                           finished_at=finished_at or time.time()))
             return int(result.rowcount or 0)
 

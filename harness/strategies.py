@@ -84,11 +84,20 @@ class SearchContext(ABC):
     #: The results store's URL when it is a database server every lane can reach (PostgreSQL), else
     #: None: strategies that keep shared state (an Optuna study) may keep it there.
     shared_store_url: str | None = None
+    #: The first trial number the strategy proposes: 1 when the harness ran the family's default
+    #: configuration as trial 0 (`first_trial: defaults`), else 0. Strategies that index by trial
+    #: number (a grid's cells) count from it.
+    first_number: int = 0
+    #: Whether this search went on in a fresh process after a trial was killed or its process
+    #: crashed: `trials` then starts with what the earlier process recorded, and a strategy that
+    #: keeps its own state (a study, an oracle in `workdir`) picks it up from there.
+    resumed: bool = False
 
     @property
     @abstractmethod
     def trials(self) -> tuple[TrialRecord, ...]:
-        """Every trial of this search so far, in order (with parallel trials: this lane's)."""
+        """Every trial of this search so far, in order (with parallel trials: this lane's, and those
+        recorded before the search resumed)."""
 
     @property
     def best(self) -> TrialRecord | None:

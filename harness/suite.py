@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunebench.budget import parse_duration, parse_size
 from tunebench.errors import OptionsError, SuiteError, UnknownPluginError
-from tunebench.settings import TrainingOptions
+from tunebench.settings import SEARCH_KEYS, SearchOptions, TrainingOptions
 
 if TYPE_CHECKING:
     from tunebench.registry import Catalog, Registry
@@ -41,8 +41,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
                  "memory": "host memory per search, e.g. 4GB"}
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
-             "backend", "training", "resources",
-             "model_families", "strategies"}
+             "backend", "training", "resources", "model_families", "strategies", *SEARCH_KEYS}
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
 #: Options added after results were first stored: left out of a search's identity while at these
@@ -87,6 +86,8 @@ class Search:
     backend: str | None = None
     #: The suite's `training:` block (mixed precision, jit, steps per execution, data placement).
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    #: The suite's search options (first trial, feasibility guard, hang timeout).
+    options: SearchOptions = field(default_factory=SearchOptions)
 
     @property
     def key(self) -> str:
@@ -99,6 +100,8 @@ class Search:
             identity["backend"] = self.backend
         if self.training.to_mapping():  # only what differs from the defaults, so old keys stay valid
             identity["training"] = self.training.to_mapping()
+        if self.options.to_mapping():
+            identity["search_options"] = self.options.to_mapping()
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -125,6 +128,7 @@ class Suite:
     #: Keras backends to run every search under (empty: the environment's).
     backends: tuple[str, ...] = ()
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    options: SearchOptions = field(default_factory=SearchOptions)
     #: What each search asks of a cluster: cpus, gpus, memory (see `RESOURCE_KEYS`).
     resources: Mapping[str, Any] = field(default_factory=dict)
 
@@ -152,7 +156,7 @@ class Suite:
 
     def searches(self) -> list[Search]:
         return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs,
-                       backend, self.training)
+                       backend, self.training, self.options)
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
                 for backend in (self.backends or (None,)) for seed in self.seeds]
 
@@ -217,6 +221,8 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     backends = _backends(raw.get("backend"), problems)
     training, training_problems = TrainingOptions.parse(raw.get("training"))
     problems += training_problems
+    search_options, option_problems = SearchOptions.parse(raw)
+    problems += option_problems
     resources = _block(raw.get("resources"), "resources", RESOURCE_KEYS, problems)
     _check_resources(resources, problems)
 
@@ -268,7 +274,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
                  description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied),
-                 backends=backends, training=training, resources=resources)
+                 backends=backends, training=training, options=search_options, resources=resources)
 
 
 def _backends(value: Any, problems: list[str]) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -23,50 +25,84 @@ if TYPE_CHECKING:
     from tunebench.space import HyperParameters
 
 
+class TrialStopped(Exception):
+    """Raised by `TrialCallback` to leave `model.fit` at once: the deadline passed, the guard judged
+    the epoch hopeless, or a validation pass could not end in time. Setting `model.stop_training`
+    would let Keras validate the partial epoch first (and `evaluate` resets `stop_evaluating`
+    before its first batch, which traces the evaluation step): seconds past the deadline. The
+    partial epoch is discarded either way. `TrialContext` catches it; the callback's flags say why."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The feasibility guard of a trial's first epoch (`SearchOptions.feasibility_guard`)."""
+
+    margin: float = 1.0
+    #: Wait for this many seconds of steps after the first batch end (tracing) before judging.
+    settle_s: float = 0.3
+
+
 class TrialCallback(keras.callbacks.Callback):
     """Stops training at the trial's deadline and records each completed epoch.
 
-    At the first batch end past `deadline` it sets `model.stop_training`; Keras then ends the
-    epoch and would validate the partial epoch, which the callback cuts short
-    (`model.stop_evaluating`) and leaves out of the record. A non-finite loss stops the trial.
+    At the first batch end past `deadline` it leaves `model.fit` at once (`TrialStopped`, which the
+    harness catches), so that Keras does not validate the partial epoch; the partial epoch is left
+    out of the record. A non-finite loss stops the trial at the end of its epoch.
+    With the `guard`, an epoch that cannot end before the deadline is not trained at all: the first
+    epoch is judged from its first steps (`infeasible`), later ones at their start from the epochs
+    so far (a partial epoch would be thrown away at the deadline anyway).
 
     Args:
         deadline: `time.monotonic()` value at which training must stop.
         objective: the validation metric to maximise (e.g. `val_accuracy`).
-        on_epoch: called with (epoch, metrics, seconds since fit began) after each completed epoch,
-            before any pruning decision; it may raise `TrialPruned`.
-        beat: only epochs scoring above this keep a copy of their weights (the search's best so
-            far), so that the selected configuration can be evaluated on test with the weights
-            that earned its validation score.
+        on_epoch: called with (epoch, metrics, seconds since fit began, saved) after each completed
+            epoch, before any pruning decision; it may raise `TrialPruned`. `saved` says that
+            `save` wrote this epoch's weights.
+        beat: an epoch whose score beats this (the search's best so far) is the new best, and its
+            weights are written by `save` before `on_epoch` records it, so that the record never
+            names weights that are not on disk.
+        save: writes the trial model's weights of epoch `epoch` (called with the epoch index).
+        guard: stop the first epoch early when it is projected to end past the deadline.
+        on_progress: called at most once a second while batches end (the runner's hang detection).
     """
 
     def __init__(self, deadline: float, objective: str,
-                 on_epoch: Callable[[int, Mapping[str, float], float], None],
-                 beat: float | None = None) -> None:
+                 on_epoch: Callable[[int, Mapping[str, float], float, bool], None],
+                 beat: float | None = None, *, save: Callable[[int], None] | None = None,
+                 guard: Guard | None = None, on_progress: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.deadline = deadline
         self.objective = objective
         self.on_epoch = on_epoch
         self.beat = beat
+        self.save = save
+        self.guard = guard
+        self.on_progress = on_progress
         self.timed_out = False
         self.non_finite = False
+        #: Why the feasibility guard stopped the trial, when it did.
+        self.infeasible: str | None = None
+        #: The guard's last projection: first-epoch seconds and the time that was left.
+        self.projection: dict[str, float] | None = None
         self.history: list[dict[str, float]] = []
         self.best_score: float | None = None
         self.best_epoch: int | None = None
-        self.best_weights: list[Any] | None = None
-        #: The model the snapshot was taken from: the trial's model, or a sub-model of it that
-        #: shares its layers (a head trained on cached features).
-        self.best_owner: Any = None
         self.epoch_seconds: list[float] = []
         self.eval_seconds = 0.0
         self._fit_start = 0.0
         self._epoch_start = 0.0
         self._eval_start = 0.0
         self._cut = False
+        self._epoch = 0
+        self._settled: tuple[float, int] | None = None  # (time, steps) at the first batch end of epoch 0
+        self._last_beat = 0.0
+        #: Seconds from the start of `fit` to its first batch end: building the step and tracing it.
+        self.first_step_s: float | None = None
+        self._train_s = 0.0  # training time of the epoch in progress, up to its last batch end
 
     @property
     def stopped(self) -> bool:
-        """Training was stopped by the deadline or a non-finite loss."""
+        """Training was stopped by the deadline, the feasibility guard or a non-finite loss."""
         return self.timed_out or self.non_finite
 
     # -- clock ---------------------------------------------------------------------------------------
@@ -75,25 +111,80 @@ class TrialCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch_start = time.monotonic()
+        self._epoch = epoch
+        if self.guard is not None and self.epoch_seconds:
+            # a later epoch that cannot end before the deadline would be cut there and thrown away:
+            # stop now, and leave its time to the search (the epochs done so far are kept)
+            typical = sum(self.epoch_seconds) / len(self.epoch_seconds)
+            if self._epoch_start + typical * self.guard.margin > self.deadline:
+                self._stop()
+
+    def _stop(self) -> None:
+        self._cut = True
+        self.timed_out = True
+        self.model.stop_training = True
+        raise TrialStopped()
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if time.monotonic() >= self.deadline:
-            self._cut = True
-            self.timed_out = True
-            self.model.stop_training = True
+        now = time.monotonic()
+        if self.first_step_s is None:
+            self.first_step_s = now - self._fit_start
+        self._train_s = now - self._epoch_start
+        if now >= self.deadline:
+            self._stop()
+            return
+        if self.on_progress is not None and now - self._last_beat >= 1.0:
+            self._last_beat = now
+            self.on_progress()
+        if self.guard is not None and self._epoch == 0 and not self.history:
+            self._judge(batch + 1, now)
+
+    def _judge(self, steps_done: int, now: float) -> None:
+        """Project the first epoch's end from its steps so far; stop it if that is past the deadline."""
+        total = (self.params or {}).get("steps")
+        if not total or steps_done >= total:
+            return
+        if self._settled is None:  # the first call includes tracing and compilation: measure from here
+            self._settled = (now, steps_done)
+            return
+        t0, s0 = self._settled
+        if steps_done - s0 < 1 or now - t0 < self.guard.settle_s:  # type: ignore[union-attr]
+            return
+        per_step = (now - t0) / (steps_done - s0)
+        epoch_s = (now - self._epoch_start) + per_step * (total - steps_done)
+        left = self.deadline - self._epoch_start
+        self.projection = {"first_epoch_s": round(epoch_s, 2), "left_s": round(left, 2),
+                           "margin": self.guard.margin}  # type: ignore[union-attr]
+        remaining = per_step * (total - steps_done) * self.guard.margin  # type: ignore[union-attr]
+        if now + remaining > self.deadline:
+            self.infeasible = (f"projected {epoch_s:.0f} s for its first epoch, {left:.0f} s were left "
+                               f"(feasibility guard, margin {self.guard.margin:g})")  # type: ignore[union-attr]
+            self._stop()
 
     def on_test_begin(self, logs: Any = None) -> None:
-        self._eval_start = time.monotonic()
-        if self._cut:  # no point validating a partial epoch after the deadline
-            self.model.stop_evaluating = True
+        now = self._eval_start = time.monotonic()
+        if self._cut or now >= self.deadline or now + self._validation_estimate() > self.deadline:
+            # a validation pass that cannot end in time (the first one also traces the evaluation
+            # step, a long stretch with no batch end to look at the clock) would be cut anyway
+            self._stop()
+
+    def _validation_estimate(self) -> float:
+        """Seconds the validation pass about to start should take: the last one's, or for the first,
+        about half the training step's tracing plus a sixth of the epoch's training time."""
+        if self.guard is None:
+            return 0.0
+        if self.epoch_seconds and self.eval_seconds:
+            return self.eval_seconds / len(self.epoch_seconds)
+        return 0.5 * (self.first_step_s or 0.0) + self._train_s / 6
 
     def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
         # a long validation pass must not carry the trial past its deadline either
-        if not self._cut and time.monotonic() >= self.deadline:
-            self._cut = True
-            self.timed_out = True
-            self.model.stop_training = True
-            self.model.stop_evaluating = True
+        now = time.monotonic()
+        if not self._cut and now >= self.deadline:
+            self._stop()
+        elif self.on_progress is not None and now - self._last_beat >= 1.0:
+            self._last_beat = now
+            self.on_progress()
 
     def on_test_end(self, logs: Any = None) -> None:
         self.eval_seconds += time.monotonic() - self._eval_start
@@ -110,16 +201,20 @@ class TrialCallback(keras.callbacks.Callback):
             self.model.stop_training = True
         self.history.append(metrics)
         score = metrics.get(self.objective)
+        saved = False
         if score is not None and math.isfinite(score) and not self.non_finite:
             if self.best_score is None or score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch
                 if self.beat is None or score > self.beat:
-                    self.best_weights, self.best_owner = self.model.get_weights(), self.model
+                    if self.save is not None:
+                        self.save(epoch)
+                        saved = True
+                    self.beat = score
         total_epochs = (self.params or {}).get("epochs")
         if now >= self.deadline and total_epochs is not None and epoch + 1 < total_epochs:
             self.timed_out = True
             self.model.stop_training = True
-        self.on_epoch(epoch, metrics, now - self._fit_start)
+        self.on_epoch(epoch, metrics, now - self._fit_start, saved)
 
 
 def _is_number(value: Any) -> bool:
@@ -130,11 +225,19 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def save_weights(model: keras.Model, callback: TrialCallback, path: str) -> None:
-    """Write the best epoch's weights (or the model's current ones) to a `.weights.h5` file."""
-    if callback.best_weights is not None:
-        (callback.best_owner or model).set_weights(callback.best_weights)
-    model.save_weights(path)
+def save_weights(model: keras.Model, path: str | Path) -> None:
+    """Write the model's weights to a `.weights.h5` file atomically: to a temporary name first, then
+    renamed, so that a process killed while writing never leaves a partial file under the real name."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.weights.h5")
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def inference_ms(model: keras.Model, x: Any, *, batch_size: int = 256, limit: int = 2048) -> float:
@@ -313,8 +416,11 @@ def _to_device(array: Any, backend: str, device: str) -> Any:
 
 # -- how a trial's model is built and compiled -------------------------------------------------------------
 
-#: Models up to this many parameters get several batches per compiled call (`steps_per_execution`).
-SMALL_MODEL_PARAMS = 2_000_000
+#: `steps_per_execution: auto` groups batches into compiled calls of at most this many seconds, so
+#: that the deadline (checked between calls) is seen several times a second whatever the model.
+EXECUTION_TARGET_S = 0.2
+#: At most this many batches per compiled call, and at least about 20 calls per epoch.
+MAX_STEPS_PER_EXECUTION = 32
 
 
 def set_precision(options: TrainingOptions) -> None:
@@ -322,24 +428,43 @@ def set_precision(options: TrainingOptions) -> None:
     keras.mixed_precision.set_global_policy(options.dtype_policy)
 
 
-def compile_options(options: TrainingOptions, backend: str, model: Any, steps_per_epoch: int) -> dict[str, Any]:
+def estimate_step_seconds(model: Any, sample: Any, batch_size: int) -> float:
+    """Seconds one training step of `batch_size` images is expected to take, from a forward pass.
+
+    Two eager forward passes of a few images (the second is timed), scaled to the batch and times
+    three for the backward pass and the update. Eager dispatch makes it an overestimate for tiny
+    models, which errs on the side of checking the deadline more often.
+    """
+    import numpy as np
+
+    n = max(1, min(len(sample), batch_size, 16))
+    x = np.asarray(sample[:n])
+    model(x, training=False)
+    start = time.perf_counter()
+    model(x, training=False)
+    return 3.0 * (time.perf_counter() - start) * batch_size / n
+
+
+def compile_options(options: TrainingOptions, backend: str, model: Any, steps_per_epoch: int,
+                    step_seconds: float | None = None) -> dict[str, Any]:
     """`model.compile` arguments from the suite's `training:` block.
 
-    `steps_per_execution: auto` runs several batches per compiled call for small models (up to
-    `SMALL_MODEL_PARAMS`), where the per-call dispatch would dominate: about 20 calls per epoch, at
-    most 32 batches each. PyTorch's trainer supports only 1. `jit_compile: auto` leaves Keras's
-    own default (XLA where it is known to work).
+    `steps_per_execution: auto` runs several batches per compiled call where the per-call dispatch
+    would dominate: as many as fit in `EXECUTION_TARGET_S` given the measured (or estimated) time
+    of one step, at most 32 and at most a twentieth of an epoch. The deadline is checked between
+    calls, so this keeps it checked several times a second for any model (a convolutional net with
+    few parameters but many FLOPs gets 1). Without a step time it stays at 1. PyTorch's trainer
+    supports only 1. `jit_compile: auto` leaves Keras's own default (XLA where it is known to work).
     """
     compiled: dict[str, Any] = {}
     if options.jit_compile != "auto":
         compiled["jit_compile"] = bool(options.jit_compile)
     spe = options.steps_per_execution
     if spe == "auto":
-        try:
-            small = int(model.count_params()) <= SMALL_MODEL_PARAMS
-        except Exception:  # not built yet: leave Keras's default
-            small = False
-        spe = max(1, min(32, steps_per_epoch // 20)) if small else 1
+        spe = 1
+        if step_seconds is not None and step_seconds > 0:
+            spe = int(max(1, min(MAX_STEPS_PER_EXECUTION, steps_per_epoch // 20,
+                                 EXECUTION_TARGET_S // step_seconds)))
     if backend == "torch":
         spe = 1
     if int(spe) > 1:
@@ -349,7 +474,7 @@ def compile_options(options: TrainingOptions, backend: str, model: Any, steps_pe
 
 def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, options: TrainingOptions, *,
                       max_epochs: int | None, train_size: int, epochs: int | None = None,
-                      weights: str | None = None) -> tuple[Any, TrainingSettings]:
+                      weights: str | None = None, sample: Any = None) -> tuple[Any, TrainingSettings]:
     """Build one configuration's model, declare its training settings and compile it, as every
     trial and the test evaluation do.
 
@@ -357,6 +482,8 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         epochs: a strategy's epoch count instead of the `epochs` hyperparameter (capped by `max_epochs`).
         train_size: images in the training split, for the batches of an epoch.
         weights: a `.weights.h5` file to load before compiling (the test evaluation).
+        sample: a few training images, to time a step for `steps_per_execution: auto` (the
+            measurement is recorded in `settings.extra["step_seconds"]`).
 
     Raises:
         SpaceError: the suite pins a hyperparameter the family never declares.
@@ -372,8 +499,16 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         declared = ", ".join(hp.params) or "none"
         raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "
                          f"family '{family.name}' (it declares: {declared})")
-    settings = dataclasses.replace(settings, compile_options=compile_options(
-        options, keras.backend.backend(), model, train_size // settings.batch_size))
+    backend = keras.backend.backend()
+    step_seconds = None
+    if options.steps_per_execution == "auto" and backend != "torch" and sample is not None and len(sample):
+        try:
+            step_seconds = estimate_step_seconds(model, sample, settings.batch_size)
+        except Exception:  # a model that cannot run before `fit` (layers adapted there): one step a call
+            step_seconds = None
+    settings = dataclasses.replace(
+        settings, extra={**settings.extra, "step_seconds": step_seconds},
+        compile_options=compile_options(options, backend, model, train_size // settings.batch_size, step_seconds))
     if weights is not None:
         model.load_weights(weights)  # before compiling: the file holds no optimizer state we need
     family.compile(model, settings, spec)

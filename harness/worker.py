@@ -11,22 +11,24 @@ import Keras at module scope: `tunebench.training` does, and is imported only on
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunebench.budget import Budget
-from tunebench.context import TrialContext, drive
+from tunebench.context import TrialContext, drive, history_of
 from tunebench.errors import TunebenchError
-from tunebench.job import PARENT_PID_ENV, Events, SearchJob, weights_path
+from tunebench.job import PARENT_PID_ENV, Events, SearchJob, trial_weights_path, weights_path
 from tunebench.lanes import await_lanes, children_cpu_s, execute_lane, spawn_lanes
 from tunebench.loading import instantiate, load_and_record
-from tunebench.settings import TrainingOptions
+from tunebench.settings import SearchOptions, TrainingOptions
 from tunebench.space import FixedHyperParameters
 from tunebench.store import RunStatus, Store
 
@@ -35,8 +37,14 @@ if TYPE_CHECKING:
     from tunebench.models import ModelFamily
 
 
-def execute(job: SearchJob, events: Events | None = None, *, finalize_after: bool = True) -> str:
-    """Run one search and (by default) its test evaluation; returns the run's final status."""
+def execute(job: SearchJob, events: Events | None = None, *, finalize_after: bool = True,
+            resume: bool = False) -> str:
+    """Run one search and (by default) its test evaluation; returns the run's final status.
+
+    With `resume`, the search goes on in this fresh process after the runner killed a trial (a
+    per-trial cap, a hang) or the previous process crashed: against the same wall-clock deadline,
+    with the trials recorded so far as the strategy's history.
+    """
     events = events or Events()
     if job.lane > 0:
         return execute_lane(job, events)
@@ -52,12 +60,27 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
             fail(store, job, exc, stage="setup")
             return RunStatus.FAILED
 
-        budget = Budget(job.budget_s, trial_seconds=job.trial_budget_s)
+        run = store.run(job.run_id)
+        cpu_before = float(run["cpu_seconds"] or 0.0) if resume else 0.0
+        if resume and run["started_at"] is not None:
+            started = float(run["started_at"])
+            history = history_of(store, job.run_id)
+        else:
+            started, history = time.time(), []
+            fields: dict[str, Any] = {"started_at": started, "lanes": job.lanes}
+            if SearchOptions.from_mapping(job.search).first_trial == "defaults":
+                # reserved before the clock starts, so that every lane knows which trial it is
+                fields["default_trial"] = store.next_trial_number(job.run_id)
+            store.update_run(job.run_id, **fields)  # the other lanes start on this
+        # The search's wall-clock deadline, on this process's monotonic clock.
+        budget = Budget(job.budget_s, started=time.monotonic() - (time.time() - started),
+                        trial_seconds=job.trial_budget_s)
         cpu_start = time.process_time() + children_cpu_s()
-        started = time.time()
-        store.update_run(job.run_id, started_at=started, lanes=job.lanes)  # the other lanes start on this
-        events.send("started", started_at=started, deadline=started + job.budget_s)
-        ctx = TrialContext(job, store, family, data, budget, events)
+        events.send("started", started_at=started, deadline=started + job.budget_s, resumed=resume)
+        ctx = TrialContext(job, store, family, data, budget, events, history=history)
+        if resume:
+            print(f"the search goes on after trial(s) were stopped (resume {run['resumes'] or 0}); "
+                  f"{len(history)} trial(s) recorded, {budget.remaining():.1f} s left", flush=True)
         stop_reason, error = drive(strategy, ctx)
         if job.lanes > 1:
             await_lanes(job, store, lanes, deadline=started + job.budget_s, done=stop_reason != "budget")
@@ -65,7 +88,7 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
         if stop_reason == "completed" and budget.expired:
             stop_reason = "budget"
         gpus = len(store.run(job.run_id)["hardware"]["gpus"])
-        cpu = time.process_time() + children_cpu_s() - cpu_start  # lanes started here included
+        cpu = cpu_before + time.process_time() + children_cpu_s() - cpu_start  # lanes started here included
         store.update_run(job.run_id, finished_at=finished, stop_reason=stop_reason, error=error,
                          n_trials=store.trial_count(job.run_id), cpu_seconds=cpu,
                          accelerator_seconds=(finished - started) * gpus)
@@ -85,15 +108,26 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
 
 def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None = None,
              family: ModelFamily | None = None) -> str:
-    """Evaluate the selected configuration once on the test split and close the run."""
+    """Evaluate the selected configuration once on the test split and close the run.
+
+    The selected configuration is the run's recorded best trial, with the weights of that trial's
+    recorded best epoch (`trial_weights_path`): they were written before the record named them. With
+    `first_trial: defaults`, the family default's trial is scored on test too (a baseline, never a
+    candidate: selection used validation only). The selected weights are kept as `best.weights.h5`.
+    """
     own_store = store is None
     store = store or Store(job.store_url)
     try:
         run = store.run(job.run_id)
-        best = [t for t in store.trials([job.run_id]) if t["number"] == run["best_trial"]]
-        weights = weights_path(job.artifact_dir, (best[0]["lane"] or 0) if best else 0)
-        if run["best_params"] is None or not weights.exists():
+        rows = {t["number"]: t for t in store.trials([job.run_id])}
+        best = rows.get(run["best_trial"]) if run["best_trial"] is not None else None
+        if run["best_params"] is None or best is None or best["best_epoch"] is None:
             store.fail_run(job.run_id, run["error"] or "no trial finished with a validation score")
+            return RunStatus.FAILED
+        weights = trial_weights_path(job.artifact_dir, best["number"], best["best_epoch"])
+        if not weights.exists():
+            store.fail_run(job.run_id, f"the weights of the selected trial {best['number']} (epoch "
+                                       f"{best['best_epoch'] + 1}) are missing: {weights}")
             return RunStatus.FAILED
         try:
             if family is None or data is None:
@@ -103,18 +137,16 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
 
             options = TrainingOptions.from_mapping(job.training)
             training.set_precision(options)
-            model, settings = training.build_trial_model(
-                family, FixedHyperParameters(run["best_params"]), data.spec, options, max_epochs=job.max_epochs,
-                train_size=len(data.x_test), weights=str(weights))
-            metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size,
-                                     return_dict=True, verbose=0)
-            metrics = {k: float(v) for k, v in metrics.items()}
+            metrics, model, batch_size = _test(job, family, data, options, run["best_params"], weights)
             metrics.update(training.test_report(model, data.x_test, data.y_test, data.spec.task,
-                                                data.spec.class_names, settings.batch_size))
+                                                data.spec.class_names, batch_size))
             test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
-            store.finish_run(job.run_id, test_score=metrics.get(test_key), test_metrics=metrics,
-                             baselines=baselines(data), inference_ms=training.inference_ms(model, data.x_test))
+            inference = training.inference_ms(model, data.x_test)
             training.release(model)
+            default_test = _default_test(job, run, rows, family, data, options, test_key, metrics)
+            store.finish_run(job.run_id, test_score=metrics.get(test_key), test_metrics=metrics,
+                             baselines=baselines(data), inference_ms=inference, default_test_score=default_test)
+            _keep_selected(job, weights)
             return RunStatus.OK
         except Exception as exc:
             fail(store, job, exc, stage="test evaluation")
@@ -122,6 +154,43 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
     finally:
         if own_store:
             store.close()
+
+
+def _test(job: SearchJob, family: ModelFamily, data: Splits, options: TrainingOptions,
+          params: Mapping[str, Any], weights: Path) -> tuple[dict[str, Any], Any, int]:
+    """Rebuild one configuration with its recorded weights and evaluate it once on the test split."""
+    from tunebench import training
+
+    model, settings = training.build_trial_model(
+        family, FixedHyperParameters(params), data.spec, options, max_epochs=job.max_epochs,
+        train_size=len(data.x_test), weights=str(weights))
+    metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size, return_dict=True, verbose=0)
+    return {k: float(v) for k, v in metrics.items()}, model, settings.batch_size
+
+
+def _default_test(job: SearchJob, run: Mapping[str, Any], rows: Mapping[int, Mapping[str, Any]],
+                  family: ModelFamily, data: Splits, options: TrainingOptions, test_key: str,
+                  selected: Mapping[str, Any]) -> float | None:
+    """The family default's test score (`first_trial: defaults`), when its trial has a score."""
+    from tunebench import training
+
+    default = rows.get(run["default_trial"]) if run["default_trial"] is not None else None
+    if default is None or default["best_epoch"] is None:
+        return None
+    if default["number"] == run["best_trial"]:
+        return selected.get(test_key)
+    weights = trial_weights_path(job.artifact_dir, default["number"], default["best_epoch"])
+    if not weights.exists():
+        return None
+    metrics, model, _ = _test(job, family, data, options, default["params"], weights)
+    training.release(model)
+    return metrics.get(test_key)
+
+
+def _keep_selected(job: SearchJob, weights: Path) -> None:
+    """Keep the tested weights as `best.weights.h5`; the other trials' files are no longer needed."""
+    os.replace(weights, weights_path(job.artifact_dir))
+    shutil.rmtree(weights.parent, ignore_errors=True)
 
 
 def baselines(data: Splits) -> dict[str, float]:
@@ -173,13 +242,16 @@ def _die_with_parent(parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     mode = "search"
-    if argv and argv[0] == "--finalize":
-        mode, argv = "finalize", argv[1:]
+    if argv and argv[0] in ("--finalize", "--resume"):
+        mode, argv = argv[0][2:], argv[1:]
     job = SearchJob.from_json(Path(argv[0]).read_text())
     parent = os.environ.get(PARENT_PID_ENV)
     if parent:
         _die_with_parent(int(parent))
-    status = execute(job, Events.from_env()) if mode == "search" else finalize(job)
+    if mode == "finalize":
+        status = finalize(job)
+    else:
+        status = execute(job, Events.from_env(), resume=mode == "resume")
     sys.stdout.flush()
     return 0 if status == RunStatus.OK else 1
 

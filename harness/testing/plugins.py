@@ -2,10 +2,14 @@
 
 `scripted` is a tiny dense network whose successive `fit` calls follow a script, e.g.
 `script: [ok, fail, nan, hang]`: `ok` trains normally, `fail` raises, `nan` trains with NaN
-weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, and `slow` sleeps
-`batch_sleep` seconds after every batch, and `crash` kills its own process (as the kernel's
-out-of-memory killer would). Calls past the end of the script do `then`. Counting
-`fit` calls (not builds) keeps the test evaluation, which only rebuilds, unaffected.
+weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, `slow` sleeps
+`batch_sleep` seconds after every batch, `weak` trains at a learning rate too small to learn
+anything (a poor trial, deterministically), `hang_after_epoch` completes its first epoch and hangs
+in its second, and `crash` kills its own process (as the kernel's
+out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
+(not builds) keeps the test evaluation, which only rebuilds, unaffected. The option `heavy: N`
+puts N full-resolution 3x3 convolutions of 32 filters before the dense layer: few parameters, many
+FLOPs, so each step is slow whatever the parameter count says.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from tunebench import (
     scaled_inputs,
 )
 
-BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash")
+BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash", "weak", "hang_after_epoch")
 
 
 class ScriptedFailure(RuntimeError):
@@ -44,6 +48,7 @@ class Scripted(ModelFamily):
         "script": Option(list, [], "behaviour of each successive fit: ok, fail, nan, hang, slow"),
         "then": Option(str, "ok", "behaviour once the script is used up", choices=BEHAVIOURS),
         "batch_sleep": Option(float, 0.05, "seconds slept after each batch by `slow`", minimum=0.0),
+        "heavy": Option(int, 0, "full-resolution 3x3 convolutions (32 filters) before the dense layer", minimum=0),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -61,6 +66,10 @@ class Scripted(ModelFamily):
 
         units = hp.Int("units", 4, 64, log=True, default=16)
         inputs, x = scaled_inputs(spec)
+        for _ in range(self.options["heavy"]):
+            x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+        if self.options["heavy"]:
+            x = keras.layers.MaxPooling2D(4)(x)
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(units, activation="relu")(x)
         return keras.Model(inputs, output_layer(spec, x), name="scripted")
@@ -89,6 +98,14 @@ class Scripted(ModelFamily):
                 time.sleep(3600)
         if step == "nan":
             model.set_weights([np.full(w.shape, np.nan, dtype=w.dtype) for w in model.get_weights()])
+        if step == "weak":
+            model.optimizer.learning_rate = 1e-7
+        if step == "hang_after_epoch":
+            def hang(epoch: int, logs: Any) -> None:
+                while epoch >= 1:
+                    time.sleep(3600)
+
+            callbacks = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_begin=hang)]
         if step == "slow":
             pause = self.options["batch_sleep"]
             callbacks = [*callbacks, keras.callbacks.LambdaCallback(

@@ -16,8 +16,10 @@ class Fixed(SearchStrategy):
     options_schema = {"repeats": Option(int, 1, "train the configuration this many times", minimum=1)}
 
     def search(self, ctx):
-        for _ in range(self.options["repeats"]):
-            ctx.run_trial(FixedHyperParameters())
+        # With `first_trial: defaults` the harness already ran this configuration as trial 0: it
+        # counts as the first repeat. Trial numbers also carry the count across a resume.
+        for number in ctx.trial_numbers(self.options["repeats"]):
+            ctx.run_trial(FixedHyperParameters(), number=number)
 
 
 @hookimpl

@@ -35,9 +35,12 @@ class GridSearch(SearchStrategy):
 
     def search(self, ctx):
         runs = [combo for combo in self.combinations() for _ in range(self.options["repeats"])]
-        limit = min(len(runs), self.options["max_trials"] or len(runs))
+        first = ctx.first_number  # 1 when the family default ran as trial 0
+        limit = first + len(runs)
+        if self.options["max_trials"]:
+            limit = min(limit, self.options["max_trials"])
         for number in ctx.trial_numbers(limit):  # with parallel_trials, each lane takes the next cell
-            ctx.run_trial(FixedHyperParameters(runs[number]), number=number)
+            ctx.run_trial(FixedHyperParameters(runs[number - first]), number=number)
 
 
 @hookimpl

@@ -4,7 +4,9 @@ KerasTuner has no time budget: here the harness owns the loop. It asks the oracl
 (`create_trial`), runs it under the search's deadline, and reports the result (`update_trial`,
 `end_trial`). Hyperband's per-trial epoch budget (`tuner/epochs`) becomes the trial's epoch count;
 trials start from scratch rather than from a checkpoint of the previous round. Oracle state lives
-under the run's results folder and is removed at the end unless `keep_trial_dirs` is set.
+under the run's results folder (KerasTuner saves it at every trial's start and end): a search that
+goes on in a fresh process after a kill reloads it. It is removed at the end unless
+`keep_trial_dirs` is set.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class KerasTunerSearch(SearchStrategy):
         oracle._display.verbose = 0
         workdir = ctx.workdir / "keras_tuner"
         oracle._set_project_dir(str(workdir), "oracle")
+        if ctx.resumed and (workdir / "oracle" / "oracle.json").is_file():
+            resume(oracle)
         # Like KerasTuner's own Tuner: build once to learn the define-by-run space, so the oracle
         # samples every hyperparameter from its first trial on (Hyperband stops on an empty space).
         ctx.space(KerasTunerHyperParameters(oracle.hyperparameters))
@@ -67,6 +71,19 @@ class KerasTunerSearch(SearchStrategy):
         finally:
             if not self.options["keep_trial_dirs"]:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def resume(oracle):
+    """Reload the oracle the killed process saved in the run's folder (KerasTuner saves it at every
+    trial's start and end). The trial it had in flight was stopped by the runner: end it as failed,
+    rather than let KerasTuner retry it (a trial that hung would hang again)."""
+    oracle.reload()
+    stopped = list(oracle._retry_queue)
+    oracle._retry_queue.clear()
+    for trial_id in stopped:
+        trial = oracle.trials[trial_id]
+        trial.status, trial.message = "FAILED", "stopped by the runner (killed or crashed)"
+        oracle.end_trial(trial)
 
 
 class KTRandom(KerasTunerSearch):

@@ -17,7 +17,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from tunebench import BudgetExhausted, Option, OptunaHyperParameters, SearchStrategy, TrialPruned, hookimpl, require
+from tunebench import (
+    BudgetExhausted,
+    FixedHyperParameters,
+    Option,
+    OptunaHyperParameters,
+    SearchStrategy,
+    TrialPruned,
+    hookimpl,
+    require,
+)
 
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 #: The PostgreSQL schema of shared studies: Optuna's tables (`studies`, `trials`, ...) would
@@ -89,6 +98,11 @@ class OptunaSearch(SearchStrategy):
         study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, seed),
                                     pruner=self.make_pruner(optuna, ctx), storage=storage,
                                     study_name=name, load_if_exists=True)
+        if storage is None:  # the study is this process's own: teach it what the search already knows
+            replay(optuna, study, ctx)
+        elif ctx.resumed and ctx.lane == 0:  # a shared study: close what the killed processes had open
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         for number in self.trial_numbers(ctx):
             trial = study.ask()
 
@@ -112,6 +126,33 @@ class OptunaSearch(SearchStrategy):
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def replay(optuna, study, ctx):
+    """Add the search's trials so far to an in-memory study: the family default's first trial
+    (`first_trial: defaults`), and, after a resume, everything the earlier process recorded."""
+    from tunebench.space import optuna_distribution
+
+    if not ctx.trials:
+        return
+    space = ctx.space()
+    for record in ctx.trials:
+        if not record.params:
+            continue
+        if any(name not in space for name in record.params):  # a conditional branch not seen yet
+            space = {**space, **ctx.space(FixedHyperParameters(record.params))}
+        dists, values = {}, {}
+        for name, value in record.params.items():
+            if name in space and value is not None:
+                dists[name], values[name] = optuna_distribution(space[name], value)
+        state, score = optuna.trial.TrialState.FAIL, None
+        if record.selectable:
+            state, score = optuna.trial.TrialState.COMPLETE, record.score
+        elif record.status == "pruned":
+            state = optuna.trial.TrialState.PRUNED
+        curve = {i: m[ctx.objective] for i, m in enumerate(record.history) if ctx.objective in m}
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=score, state=state,
+                                                  intermediate_values=curve))
 
 
 class OptunaTPE(OptunaSearch):

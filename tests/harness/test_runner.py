@@ -22,6 +22,7 @@ datasets: [digits]
 model_families:
   - scripted: {as: hangs, script: [ok, ok, hang]}
   - scripted: {as: crashes, script: [ok, crash]}
+  - scripted: {as: always_crashes, script: [], then: crash}
   - scripted: {as: never_works, script: [], then: fail}
 strategies: [random]
 """
@@ -57,9 +58,17 @@ def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
 def test_a_crashed_search_process_is_recorded_as_failed_with_the_reason(trouble):
     _, store, runs, _, _ = trouble
     run = runs["crashes"]
-    assert run["status"] == "failed" and "SIGKILL" in run["error"] and "out of memory" in run["error"]
-    statuses = [t["status"] for t in store.trials([run["id"]])]
-    assert statuses == ["ok", "failed"]
+    trials = store.trials([run["id"]])
+    assert [t["status"] for t in trials[:2]] == ["ok", "failed"]
+    crashed = trials[1]
+    assert crashed["error_kind"] == "crashed" and "SIGKILL" in crashed["error"] and "out of memory" in crashed["error"]
+    # the search went on in a fresh process, and its best trial was tested
+    assert run["resumes"] >= 1 and run["status"] == "ok" and run["test_score"] is not None
+    # a process that dies before any trial ends, again and again, fails its search
+    hopeless = runs["always_crashes"]
+    assert hopeless["status"] == "failed" and "SIGKILL" in hopeless["error"] + "".join(
+        t["error"] or "" for t in store.trials([hopeless["id"]]))
+    assert {t["status"] for t in store.trials([hopeless["id"]])} == {"failed"}
 
 
 def test_a_search_where_every_trial_fails_is_failed_and_the_suite_goes_on(trouble):
@@ -75,12 +84,12 @@ def test_a_second_run_skips_finished_and_failed_searches_and_rerun_failed_retrie
     _, store, runs, suite, results = trouble
     before = len(store.runs())
     again = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS)
-    assert again.stderr.count("skip") == 3 and len(store.runs()) == before
+    assert again.stderr.count("skip") == 4 and len(store.runs()) == before
     retry = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS,
                       "--rerun-failed", "--budget", "6s")
     retried = [r for r in store.runs() if r["id"] > max(r["id"] for r in runs.values())]
-    assert sorted(r["model_label"] for r in retried) == ["crashes", "never_works"]
-    assert retry.stderr.count("skip") == 1
+    assert sorted(r["model_label"] for r in retried) == ["always_crashes", "never_works"]
+    assert retry.stderr.count("skip") == 2
 
 
 def test_kill_9_of_the_runner_loses_only_the_trial_in_flight(tmp_path):
