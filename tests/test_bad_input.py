@@ -202,8 +202,9 @@ strategies: [random]
 
 def _store_with_one_run(where: Path) -> Path:
     store = Store.open(where)
-    common: dict[str, Any] = dict(suite="s", dataset="d", dataset_label="d", model_family="m", model_label="m", strategy="r",
-                  strategy_label="r", budget_s=10, dataset_options={}, model_options={}, strategy_options={})
+    common: dict[str, Any] = dict(suite="s", dataset="d", dataset_label="d", model_family="m", model_label="m",
+                                  strategy="r", strategy_label="r", budget_s=10, dataset_options={},
+                                  model_options={}, strategy_options={})
     run_id = store.create_run(search_key="k", seed=0, **common)
     store.finish_run(run_id, test_score=0.5, best_val=0.5)
     store.close()
