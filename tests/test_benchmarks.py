@@ -70,3 +70,26 @@ def test_a_suite_whose_data_is_absent_fails_with_the_missing_data_message(tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"folder {tmp_path}/tiny-imagenet-200 does not exist" in result.stderr
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.stderr
+
+
+@pytest.mark.slow  # about 2 minutes of CPU: CI runs it in the slow tier (make test-slow)
+def test_the_gpu_check_dry_runs_on_a_cpu_through_the_same_code_paths(tmp_path):
+    """benchmarks/perf/gpu_check.py --dry-run: every part of the GPU check (the harness against a bare
+    loop with the data placed and streamed, a sampled search, packing), tiny, so that the script
+    works the first time it meets a GPU."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "perf" / "gpu_check.py"), "--dry-run",
+                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["dry_run"] and [m["placed"] for m in report["mnist"]] == [True, False]
+    for m in report["mnist"]:
+        assert m["status"] == "ok", m["error"]
+        assert m["train_s"] > 0 and m["bare"]["train_s"] > 0 and m["overhead"] > 0
+        assert 0 <= m["test_accuracy"] <= 1 and 0 <= m["bare"]["test_accuracy"] <= 1
+    assert [p["per_gpu"] for p in report["packing"]] == [1, 2]
+    assert [p["searches"] for p in report["packing"]] == [1, 2] and all(p["trials"] >= 1 for p in report["packing"])
+    assert "| figure | measured | goal |" in (tmp_path / "gpu_check.md").read_text()
