@@ -35,7 +35,7 @@ from tunebench.errors import (
     TunebenchError,
     require,
 )
-from tunebench.images import cache_dir, data_dir, is_image, load_images, read_idx
+from tunebench.images import cache_dir, data_dir, image_size, is_image, load_images, read_idx, readable
 from tunebench.models import (
     ModelFamily,
     TrainingSettings,
@@ -61,20 +61,21 @@ from tunebench.space import (
     RandomHyperParameters,
     as_keras_tuner,
 )
-from tunebench.strategies import SearchContext, SearchStrategy, TrialRecord
+from tunebench.strategies import SearchContext, SearchStrategy, SelectionRule, TrialRecord
 
 __all__ = [
     # registering plugins
     "Registry", "hookimpl",
     # datasets
-    "ArrayData", "DataSpec", "Dataset", "Splits", "cache_dir", "data_dir", "is_image", "load_images", "read_idx",
-    "split_arrays",
+    "ArrayData", "DataSpec", "Dataset", "Splits", "cache_dir", "data_dir", "image_size", "is_image", "load_images",
+    "read_idx", "readable", "split_arrays",
     # model families
     "ModelFamily", "TrainingSettings", "augmentation", "class_weight_for", "default_augmentation", "loss_for",
     "make_optimizer", "metrics_for", "output_layer", "scaled_inputs", "stopped",
     # search strategies and the search-space language
     "DefaultHyperParameters", "FixedHyperParameters", "HyperParameters", "KerasTunerHyperParameters",
-    "OptunaHyperParameters", "Param", "RandomHyperParameters", "SearchContext", "SearchStrategy", "TrialRecord",
+    "OptunaHyperParameters", "Param", "RandomHyperParameters", "SearchContext", "SearchStrategy", "SelectionRule",
+    "TrialRecord",
     "as_keras_tuner",
     # options, budgets and errors
     "Budget", "BudgetExhausted", "DataError", "MissingDependencyError", "Option", "OptionsError", "TrialPruned",

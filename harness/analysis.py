@@ -32,8 +32,53 @@ MISSING_POLICY = ("A strategy whose runs in a cell all failed is ranked last in 
                   "such strategy) and gets no normalised score there. A strategy that was never run in a cell "
                   "is left out of that cell: its mean rank is over the cells it ran in. The Friedman test uses "
                   "only complete cells, where every strategy ran. Cells where no strategy succeeded are left out.")
-#: Nemenyi test: studentised range statistic / sqrt(2) at alpha = 0.05, for k = 2..10 strategies.
-NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+#: Which library computes what, as the report says it.
+LIBRARIES = ("Friedman test: scipy.stats.friedmanchisquare (Wilcoxon signed-rank, scipy.stats.wilcoxon, for two "
+             "strategies). Nemenyi post-hoc p-values and the critical-difference diagram: scikit-posthocs "
+             "(posthoc_nemenyi_friedman, critical_difference_diagram). Critical difference: the studentised range "
+             "distribution, scipy.stats.studentized_range. Interquartile mean and its 95 % interval: "
+             "scipy.stats.trim_mean and scipy.stats.bootstrap (percentile, 2,000 resamples). Student's t intervals "
+             "on the leaderboard: scipy.stats.t.")
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """The Nemenyi critical difference of mean ranks for `k` strategies over `n` cells (Demšar 2006):
+    the studentised range quantile over sqrt(2), times sqrt(k(k+1)/6n)."""
+    from scipy import stats
+
+    q = float(stats.studentized_range.ppf(1 - alpha, k, math.inf)) / math.sqrt(2)
+    return q * math.sqrt(k * (k + 1) / (6 * n))
+
+
+def nemenyi(ranks: pd.DataFrame) -> pd.DataFrame | None:
+    """Pairwise Nemenyi p-values over cells (rows) x strategies (columns), from scikit-posthocs."""
+    try:
+        import scikit_posthocs as sp
+    except ImportError:
+        return None
+    return sp.posthoc_nemenyi_friedman(ranks.reset_index(drop=True).astype(float))
+
+
+def interquartile_mean(runs: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
+    """Each strategy's interquartile mean (IQM) of test scores over all its runs (seeds x cells),
+    with a 95 % percentile bootstrap interval: the aggregate rliable recommends for few runs, robust
+    to an outlying seed where the mean is not."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    ok = runs[(runs["status"] == "ok") & runs["test_score"].notna()] if not runs.empty else runs
+    for strategy, group in ok.groupby("strategy_label"):
+        scores = group["test_score"].to_numpy(dtype=float)
+        iqm = float(stats.trim_mean(scores, 0.25))
+        low = high = math.nan
+        if len(scores) >= 3 and np.ptp(scores) > 0:
+            ci = stats.bootstrap((scores,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
+                                 n_resamples=resamples, method="percentile", random_state=0).confidence_interval
+            low, high = float(ci.low), float(ci.high)
+        rows.append({"strategy": strategy, "iqm": iqm, "low": low, "high": high, "runs": len(scores)})
+    return pd.DataFrame(rows, columns=["strategy", "iqm", "low", "high", "runs"]).set_index("strategy")
 
 
 @dataclass
@@ -45,12 +90,17 @@ class Comparison:
     normalised: pd.DataFrame  # same shape; NaN where undefined
     mean_rank: pd.Series
     mean_normalised: pd.Series
-    friedman: dict[str, float] | None = None
+    friedman: dict[str, Any] | None = None
     critical_difference: float | None = None
     notes: list[str] = field(default_factory=list)
     policy: str = MISSING_POLICY
     #: Mean ranks over the complete cells only: what the Friedman test and the CD diagram use.
     complete_mean_rank: pd.Series | None = None
+    #: Pairwise Nemenyi p-values between strategies (scikit-posthocs), over the complete cells.
+    nemenyi: pd.DataFrame | None = None
+    #: Interquartile mean of each strategy's test scores over every seed and cell, with a 95 %
+    #: bootstrap interval (SciPy): `iqm`, `low`, `high`, `runs`.
+    iqm: pd.DataFrame | None = None
 
 
 def compare_strategies(runs: pd.DataFrame) -> Comparison:
@@ -92,20 +142,25 @@ def compare_strategies(runs: pd.DataFrame) -> Comparison:
                      "this selection has none.")
     comparison = Comparison(scores, ranks, normalised, ranks.mean().sort_values(),
                             normalised.mean().reindex(ranks.mean().sort_values().index), notes=notes)
+    comparison.iqm = interquartile_mean(runs)
     complete = ranks[ran.all(axis=1)]
     k, n = len(scores.columns), len(complete)
     if len(complete) < len(ranks):
         notes.append(f"{len(ranks) - len(complete)} of {len(ranks)} cells did not run every strategy; the "
                      f"Friedman test uses the {n} complete cell{'' if n == 1 else 's'}.")
     if k >= 2 and n >= 3:
-        r = complete.to_numpy()
-        mean = r.mean(axis=0)
-        chi2 = 12 * n / (k * (k + 1)) * float(np.sum(mean**2) - k * (k + 1) ** 2 / 4)
-        p = float(stats.chi2.sf(chi2, k - 1))
-        comparison.friedman = {"statistic": chi2, "p_value": p, "strategies": k, "cells": n}
+        columns = [complete[c].to_numpy() for c in complete.columns]
+        if k >= 3:  # SciPy's Friedman test (with its correction for ties)
+            statistic, p = stats.friedmanchisquare(*columns)
+            test = "Friedman (scipy.stats.friedmanchisquare)"
+        else:  # two strategies: the paired test the Friedman test reduces to
+            statistic, p = stats.wilcoxon(columns[0], columns[1], zero_method="zsplit")
+            test = "Wilcoxon signed-rank (scipy.stats.wilcoxon)"
+        comparison.friedman = {"statistic": float(statistic), "p_value": float(p), "strategies": k, "cells": n,
+                               "test": test}
         comparison.complete_mean_rank = complete.mean().sort_values()
-        if k in NEMENYI_Q05:
-            comparison.critical_difference = NEMENYI_Q05[k] * math.sqrt(k * (k + 1) / (6 * n))
+        comparison.critical_difference = nemenyi_cd(k, n)
+        comparison.nemenyi = nemenyi(complete)
     else:
         notes.append(f"Too little data for a Friedman test: it needs at least 2 strategies and 3 complete cells; "
                      f"this selection has {k} strateg{'y' if k == 1 else 'ies'} and {n} complete "

@@ -7,10 +7,13 @@ in time. `allowed_overshoot` is the contract both levels serve.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
 
+#: The longest duration accepted: a year (longer ones are typing mistakes, and `inf` overflows clocks).
+MAX_DURATION_S = 365 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d)")
 
@@ -46,6 +49,8 @@ def parse_duration(text: str | int | float) -> float:
         raise ValueError(f"{text!r} is not a duration")
     if isinstance(text, (int, float)):
         seconds = float(text)
+        if not math.isfinite(seconds):
+            raise ValueError(f"{text!r} is not a finite duration; write it like 90, 30s, 2m, 1h30m")
     else:
         s = str(text).strip().lower().replace(" ", "")
         if re.fullmatch(r"\d+(\.\d+)?", s):
@@ -61,6 +66,8 @@ def parse_duration(text: str | int | float) -> float:
                 raise ValueError(f"'{text}' is not a duration; write it like 90, 30s, 2m, 1h30m")
     if seconds <= 0:
         raise ValueError(f"'{text}' is not a positive duration")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"'{text}' is longer than any budget can be; at most {MAX_DURATION_S / 86400:g} days")
     return seconds
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench import __version__
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, UsageError
 
 RESULTS_ENV = "TUNEBENCH_RESULTS"
 TIME_COLUMNS = ("created_at", "started_at", "finished_at", "completed_at", "heartbeat_at")
@@ -94,12 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="print the leaderboard of a results store")
     results_args(p)
     p.add_argument("--format", choices=("table", "md", "csv", "json", "latex"), default="table")
+    p.add_argument("--pareto", action="store_true",
+                   help="print each dataset's cost-accuracy fronts (training cost, inference latency, parameters)")
     filter_args(p)
 
     p = sub.add_parser("report", help="write a self-contained HTML report (tables, plots) of a results store")
     results_args(p)
     p.add_argument("--out", metavar="FILE", help="where to write it (default: DIR/report.html)")
     filter_args(p)
+
+    p = sub.add_parser("dashboard", help="a live view of a results store in optuna-dashboard (every search of "
+                                          "every strategy), on 127.0.0.1")
+    results_args(p)
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
 
     p = sub.add_parser("compare", help="two results stores side by side, cell by cell")
     p.add_argument("results_a", metavar="RESULTS_A", help="a results directory (or SQLAlchemy URL)")
@@ -142,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: searches in flight are stopped and recorded.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
+        _check_results(args)
         return int(COMMANDS[args.command](args) or 0)
     except TunebenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -149,6 +158,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume where it stopped", file=sys.stderr)
         return 130
+    except Exception as exc:  # a store that fails under us (corrupt pages, a full disk) is the user's to fix
+        described = _store_problem(exc, args)
+        if described is None:
+            raise
+        print(f"error: {described}", file=sys.stderr)
+        return 1
+
+
+def _check_results(args: argparse.Namespace) -> None:
+    """`--results` must be a folder (or not exist yet)."""
+    results = getattr(args, "results", None)
+    if results is not None and Path(results).exists() and not Path(results).is_dir():
+        raise UsageError(f"--results {results} is a file; give the results folder (it holds tunebench.db)")
+
+
+def _store_problem(exc: BaseException, args: argparse.Namespace) -> str | None:
+    if "sqlalchemy" not in sys.modules:
+        return None
+    import sqlalchemy as sa
+
+    from tunebench.store import default_url, problem
+
+    if not isinstance(exc, sa.exc.SQLAlchemyError):
+        return None
+    url = getattr(args, "store", None) or default_url(getattr(args, "results", None) or "results")
+    return problem(exc, url)
 
 
 # -- commands --------------------------------------------------------------------------------------------
@@ -213,6 +248,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     files = leaderboard.write_files(leaderboard.build(store), args.results)
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"leaderboard written to {', '.join(map(str, files))}", file=sys.stderr)
+    print(f"next: `tunebench report --results {args.results}` (tables, fronts, plots in one HTML file), "
+          f"`tunebench dashboard --results {args.results}` (every trial, live)", file=sys.stderr)
     if failed:
         print(f"{len(failed)} search(es) failed; see `tunebench runs --results {args.results}` for the "
               f"errors, and `--rerun-failed` to retry them", file=sys.stderr)
@@ -243,18 +280,43 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = _open_existing(args)
     filters = _filters(args)
     board = leaderboard.build(store, **filters)
+    if args.pareto:
+        print(leaderboard.render_fronts(board, "table" if args.format == "latex" else args.format))
+        return 0
     print(leaderboard.render(board, args.format), end="" if args.format in ("csv",) else "\n")
-    if not any(filters.values()):
-        leaderboard.write_files(board, args.results)
+    if not any(filters.values()) and args.store is None:
+        try:
+            leaderboard.write_files(board, args.results)
+        except OSError as exc:  # a read-only results folder: the leaderboard was printed, that is enough
+            print(f"note: leaderboard.md/.csv not written to {args.results} ({exc.strerror or exc})", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from tunebench import report
 
+    target = Path(args.out) if args.out else Path(args.results) / "report.html"
+    if target.is_dir():
+        raise UsageError(f"--out {target} is a folder; give the report's file name, e.g. {target / 'report.html'}")
     store = _open_existing(args)
-    out = report.write(store, args.out or Path(args.results) / "report.html", **_filters(args))
+    try:
+        out = report.write(store, target, **_filters(args))
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
+                         + ("" if args.out else "; choose where with --out FILE")) from None
     print(f"report written to {out}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from tunebench import dashboard
+    from tunebench.errors import require
+
+    require("optuna_dashboard", extra="dashboard", purpose="tunebench dashboard")
+    store = _open_existing(args)
+    print(f"tunebench dashboard: http://{args.host}:{args.port}/dashboard  ({store.url}; Ctrl-C stops it)",
+          file=sys.stderr, flush=True)
+    dashboard.serve(store, host=args.host, port=args.port)
     return 0
 
 
@@ -265,7 +327,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     stores = []
     for where in (args.results_a, args.results_b):
         if "://" in where:
-            stores.append(Store(where))
+            stores.append(Store(where, readonly=True))
         else:
             stores.append(_open_existing(argparse.Namespace(results=where, store=None)))
     table = leaderboard.compare_stores(*stores)
@@ -413,7 +475,8 @@ def _quiet_frameworks() -> None:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
-            "trials": cmd_trials, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare}
+            "trials": cmd_trials, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
+            "dashboard": cmd_dashboard}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -425,13 +488,14 @@ def _dur(seconds: float) -> str:
 
 
 def _open_existing(args: argparse.Namespace) -> Any:
+    """The results store, for reading: nothing is created, and a read-only folder is fine."""
     from tunebench.store import DB_NAME, Store
 
     if args.store is None and not (Path(args.results) / DB_NAME).exists():
         raise TunebenchError(f"no results store in {args.results}/ (expected {Path(args.results) / DB_NAME}). "
                              f"Run a suite first (`tunebench run SUITE`), or point --results at a "
                              f"directory that holds one.")
-    return Store.open(args.results, args.store)
+    return Store.open(args.results, args.store, readonly=True)
 
 
 def _iso(value: Any) -> Any:

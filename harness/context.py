@@ -19,7 +19,7 @@ from tunebench.job import trial_weights_path
 from tunebench.models import objective_for
 from tunebench.provenance import rss_mb
 from tunebench.settings import SearchOptions, TrainingOptions
-from tunebench.space import DefaultHyperParameters, HyperParameters, Param
+from tunebench.space import DefaultHyperParameters, FixedHyperParameters, HyperParameters, Param
 from tunebench.strategies import FAILED, NAN, OK, PRUNED, TIMEOUT, EpochReport, SearchContext, TrialRecord
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tunebench.job import Events, SearchJob
     from tunebench.models import ModelFamily
     from tunebench.store import Store
-    from tunebench.strategies import SearchStrategy
+    from tunebench.strategies import SearchStrategy, SelectionRule
 
 
 class FatalTrialError(Exception):
@@ -44,7 +44,8 @@ class TrialContext(SearchContext):
     """
 
     def __init__(self, job: SearchJob, store: Store, family: ModelFamily, data: Splits,
-                 budget: Budget, events: Events, *, history: Sequence[TrialRecord] = ()) -> None:
+                 budget: Budget, events: Events, *, history: Sequence[TrialRecord] = (),
+                 rule: SelectionRule | None = None) -> None:
         self.job = job
         self.store = store
         self.family = family
@@ -64,6 +65,8 @@ class TrialContext(SearchContext):
         self.shared_store_url = store.url if store.engine.dialect.name == "postgresql" else None
         self.workdir = Path(job.artifact_dir) / "strategy"
         self._trials: list[TrialRecord] = list(history)
+        #: The strategy's selection rule: only trials it admits may become the search's best.
+        self.rule = rule
         self.resumed = bool(history)
         self.default_trial: int | None = store.run(job.run_id)["default_trial"]
         self.first_number = 0 if self.default_trial is None else self.default_trial + 1
@@ -94,6 +97,9 @@ class TrialContext(SearchContext):
     def next_number(self) -> int:
         return self.store.next_trial_number(self.job.run_id)
 
+    def default_values(self) -> dict[str, Any]:
+        return dict(self.family.default_values(self.spec))
+
     def run_default_first(self) -> TrialRecord | None:
         """With `first_trial: defaults`, run the family's default configuration (its declared
         defaults and the suite's pins) as the search's first trial, before the strategy proposes
@@ -102,12 +108,13 @@ class TrialContext(SearchContext):
         number = self.default_trial
         if number is None or self.lane != 0 or any(t.number == number for t in self._trials):
             return None  # off, another lane's job, or run already (the search resumed after it)
-        record = self.run_trial(DefaultHyperParameters(), number=number)
+        record = self.run_trial(FixedHyperParameters(self.family.default_values(self.spec)), number=number)
         self.store.update_run(self.run_id, default_val=record.score)
         return record
 
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
-                  report: EpochReport | None = None, number: int | None = None) -> TrialRecord:
+                  report: EpochReport | None = None, number: int | None = None,
+                  latency: bool = False) -> TrialRecord:
         if self.budget.expired or (self._least_start_s is not None
                                    and self.budget.remaining() < self._least_start_s):
             raise BudgetExhausted()
@@ -132,7 +139,7 @@ class TrialContext(SearchContext):
         status, error, error_kind = OK, None, None
         model: Any = None
         callback: training.TrialCallback | None = None
-        param_count, epoch_budget, model_size = None, None, None
+        param_count, epoch_budget, model_size, latency_ms = None, None, None, None
         timings: dict[str, float] = {"checkpoint": 0.0}
         fatal: Exception | None = None
 
@@ -167,8 +174,14 @@ class TrialContext(SearchContext):
             notes["steps_per_execution"] = int(settings.compile_options.get("steps_per_execution", 1))
             if settings.extra.get("step_seconds") is not None:
                 notes["step_seconds"] = round(float(settings.extra["step_seconds"]), 5)
+            if latency or (self.rule is not None and self.rule.metric == "latency"):
+                # inference latency does not depend on the weights: measured before training
+                latency_ms = training.inference_ms(model, self._data.x_val, limit=512)
+            if self.rule is not None and not self.rule.admits(latency_ms, param_count):
+                beat = math.inf  # outside the selection rule: recorded, never selected
+                notes["selectable"] = False
             # On record from its first second: a trial killed from here on keeps what it was.
-            self.store.update_trial(trial_id, params=hp.values, param_count=param_count,
+            self.store.update_trial(trial_id, params=hp.values, param_count=param_count, inference_ms=latency_ms,
                                     epoch_budget=epoch_budget, model_bytes=model_size, notes=notes)
             timings["build"] = time.monotonic() - tb
             guard = self.search_options
@@ -196,7 +209,8 @@ class TrialContext(SearchContext):
         except Exception as exc:  # a trial's failure is recorded, never fatal to the search
             traceback.print_exc()
             status, error = FAILED, f"{type(exc).__name__}: {exc}"[:4000]
-            error_kind = "oom" if training.is_out_of_memory(exc) else "exception"
+            error_kind = ("oom" if training.is_out_of_memory(exc) else
+                          "disk_full" if training.is_disk_full(exc) else "exception")
 
         score = callback.best_score if callback is not None else None
         if callback is not None:
@@ -207,8 +221,8 @@ class TrialContext(SearchContext):
                 self._least_start_s = min(self._least_start_s or math.inf, timings["to_first_step"])
             if callback.projection is not None:
                 notes["feasibility"] = dict(callback.projection, stopped=bool(callback.infeasible))
-        if score is not None and (self._best_score is None or score > self._best_score):
-            self._best_score = score
+        if score is not None and beat != math.inf and (self._best_score is None or score > self._best_score):
+            self._best_score = score  # a trial outside the selection rule never sets the bar
         history = tuple(callback.history) if callback is not None else ()
         if model is not None:
             training.release(model)
@@ -225,7 +239,7 @@ class TrialContext(SearchContext):
         record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
                              error=error, duration=finished_wall - started_wall,
                              param_count=param_count, epochs=len(history), timings=timings,
-                             epoch_budget=epoch_budget)
+                             epoch_budget=epoch_budget, inference_ms=latency_ms)
         self._trials.append(record)
         self.events.send("trial", number=number, lane=self.lane, status=status, score=score, best=self._best_score)
         if fatal is not None and not any(t.status == OK for t in self._trials):
@@ -258,7 +272,7 @@ def history_of(store: Store, run_id: int) -> list[TrialRecord]:
                         history=tuple(curves.get(r["id"], ())), error=r["error"],
                         duration=(r["finished_at"] or r["started_at"]) - r["started_at"],
                         param_count=r["param_count"], epochs=r["epochs_done"] or 0, timings=r["timings"] or {},
-                        epoch_budget=r["epoch_budget"])
+                        epoch_budget=r["epoch_budget"], inference_ms=r["inference_ms"])
             for r in rows]
 
 

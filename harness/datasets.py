@@ -13,6 +13,7 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from tunebench.errors import OptionsError
 from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ class Dataset(Configurable):
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self.notes = {}
+        held_out = self.options["validation"] + self.options["test"]
+        if held_out >= 0.95:
+            raise OptionsError(f"dataset '{self.name}' options are not valid:", [
+                f"validation ({self.options['validation']:g}) + test ({self.options['test']:g}) = {held_out:g} "
+                f"leaves {'no' if held_out >= 1 else 'almost no'} training set; keep their sum below 0.95"])
 
     def splits(self, seed: int) -> Splits:
         """Train/validation/test splits for `seed`: stratified, and the same in every process."""

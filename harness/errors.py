@@ -17,6 +17,12 @@ class TunebenchError(Exception):
     exit_code = 1
 
 
+class UsageError(TunebenchError):
+    """A command given arguments that cannot work (a file where a folder belongs)."""
+
+    exit_code = 2
+
+
 class ProblemsError(TunebenchError):
     """Several problems found at once, reported together."""
 
@@ -51,6 +57,16 @@ class DuplicateNameError(PluginError):
 
 class UnknownPluginError(PluginError):
     """A dataset, model family or strategy name that no plugin registered."""
+
+
+class StoreError(TunebenchError):
+    """A results store that cannot be used as it is: missing, corrupt, unwritable."""
+
+
+class StoreURLError(StoreError):
+    """A `--store` that is not a database URL."""
+
+    exit_code = 2
 
 
 class DataError(TunebenchError):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +44,41 @@ class Decoded:
     kept: np.ndarray
     skipped: dict[str, str] = field(default_factory=dict)
     from_cache: bool = False
+
+
+def image_size(value: Any) -> tuple[int, int]:
+    """An image size option, `64` or `[64, 48]`, as (height, width).
+
+    Raises:
+        ValueError: with what a size must look like.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        parts = [value, value]
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        parts = list(value)
+    else:
+        raise ValueError(f"size must be a number of pixels (64) or [height, width] ([64, 48]), not {value!r}")
+    if min(parts) < 1 or max(parts) > 4096:
+        raise ValueError(f"size must be at least 1 and at most 4096 pixels a side, not {value!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def readable(paths: Sequence[str | Path], sample: int = 16) -> tuple[int, dict[str, str]]:
+    """How many of up to `sample` files, spread over `paths`, decode as images; and why the others did
+    not. A cheap check before anything trains that a folder of images is not all broken."""
+    from PIL import Image
+
+    step = max(1, len(paths) // sample)
+    ok, errors = 0, {}
+    for p in list(paths)[::step][:sample]:
+        try:
+            with Image.open(p) as image:
+                image.load()
+            ok += 1
+        except Exception as exc:  # PIL raises many kinds for broken files
+            errors[str(p)] = f"{type(exc).__name__}: {exc}"
+    return ok, errors
 
 
 def is_image(path: Path) -> bool:

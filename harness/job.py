@@ -22,6 +22,34 @@ EVENT_FD_ENV = "TUNEBENCH_EVENT_FD"
 PARENT_PID_ENV = "TUNEBENCH_PARENT_PID"
 #: How many searches share this process's GPU (`--trials-per-gpu`), for its data placement.
 GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
+#: The memory guard: bytes of data (heap and private mappings) a search's process may hold.
+MEMORY_LIMIT_ENV = "TUNEBENCH_MEMORY_LIMIT"
+#: Share of the machine's memory the searches running at once may use between them, by default.
+MEMORY_SHARE = 0.8
+#: A search's process is never limited below this (TensorFlow itself needs about 0.6 GB of data).
+MIN_MEMORY_LIMIT = 2**30
+
+
+def limit_memory() -> int | None:
+    """Apply the memory guard to this process (and the lanes it starts): its data segment (heap and
+    private mappings, `RLIMIT_DATA`) may not grow past `TUNEBENCH_MEMORY_LIMIT` bytes, so that an
+    allocation too big fails as an error the trial records (`failed/oom`), not as the kernel's
+    out-of-memory killer taking the search or the machine down. Linux only; returns the limit, or
+    None where there is none."""
+    value = os.environ.get(MEMORY_LIMIT_ENV)
+    if not value:
+        return None
+    try:
+        import resource
+
+        limit = int(value)
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+        return limit
+    except (ImportError, ValueError, OSError, AttributeError):  # no such limit on this system
+        return None
 #: How long loading plugins, Keras and the data may take before the search's clock starts (the
 #: runner kills a search process still in setup after this; a lane waits this long for lane 0).
 SETUP_TIMEOUT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))

@@ -78,7 +78,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
         # The same wall-clock deadline as lane 0, on this process's monotonic clock.
         budget = Budget(job.budget_s, started=time.monotonic() - (time.time() - started),
                         trial_seconds=job.trial_budget_s)
-        ctx = TrialContext(job, store, family, data, budget, events)
+        ctx = TrialContext(job, store, family, data, budget, events, rule=strategy.selection_rule())
         _, error = drive(strategy, ctx)
         if error:
             print(f"lane {job.lane} of run {job.run_id}: {error}", flush=True)

@@ -36,7 +36,13 @@ LEGEND = (f"test score: mean ± sd over seeds (the configuration selected on val
 COLUMNS = ["dataset", "model_family", "strategy", "kind", "rank", "seeds", "runs", "runs_ok", "runs_failed",
            "test_mean", "test_sd", "test_ci_low", "test_ci_high", "vs_default", "val_mean", "params",
            "inference_ms", "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
-           "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "backend", "weights"]
+           "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "cost_hours", "backend", "weights",
+           "front_cost", "front_latency", "front_params"]
+
+#: The cost axes of the Pareto fronts: a leaderboard column each, lower is better.
+FRONTS = {"front_cost": ("cost_hours", "training cost (CPU + accelerator hours per search)"),
+          "front_latency": ("inference_ms", "inference latency (ms per image)"),
+          "front_params": ("params", "parameters of the selected model")}
 
 
 COUNT_COLUMNS = ["seeds", "runs", "runs_ok", "runs_failed", "trials_ok", "trials_failed", "trials_timeout",
@@ -131,6 +137,9 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
             "failures": ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())),
             "cpu_hours": float(group["cpu_seconds"].fillna(0).sum()) / 3600,
             "accelerator_hours": float(group["accelerator_seconds"].fillna(0).sum()) / 3600,
+            # what one search of the cell costs, on average: CPU time plus accelerator time
+            "cost_hours": float((group["cpu_seconds"].fillna(0)
+                                 + group["accelerator_seconds"].fillna(0)).mean()) / 3600,
             "val_mean": float(ok["best_val"].dropna().mean()) if ok["best_val"].notna().any() else math.nan,
             "trials_ok": total("ok"), "trials_failed": total("failed") + total("interrupted"),
             "trials_timeout": total("timeout"), "trials_pruned": total("pruned"), "trials_nan": total("nan"),
@@ -145,6 +154,8 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
                      .astype("Int64"))
     board = board.sort_values(["dataset", "rank"], na_position="last")
+    for column, (cost, _) in FRONTS.items():
+        board[column] = pareto_front(board, cost)
     defaults = family_default_rows(runs)
     if not defaults.empty:
         reference = {(r["dataset"], r["model_family"]): r["test_mean"] for _, r in defaults.iterrows()}
@@ -157,6 +168,59 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     for column in COUNT_COLUMNS:  # baseline rows have no counts: keep the others integers
         board[column] = board[column].astype("Int64")
     return board[COLUMNS].reset_index(drop=True)
+
+
+def pareto_front(board: pd.DataFrame, cost: str) -> pd.Series:
+    """Which rows no other row of the same dataset beats on both test score (higher) and `cost`
+    (lower): the cost-accuracy front. A row that another equals on one and beats on the other is
+    dominated; rows without a test score or a cost are off the front."""
+    import pandas as pd
+
+    from tunebench.fronts import non_dominated
+
+    on = pd.Series(False, index=board.index)
+    for _, group in board.groupby("dataset"):
+        front = non_dominated(list(zip(group["test_mean"], group[cost])))
+        on[group.index[front]] = True
+    return on
+
+
+def fronts(board: pd.DataFrame) -> pd.DataFrame:
+    """The cells on each dataset's cost-accuracy fronts, one row per (dataset, front, cell), best
+    score first: what `tunebench leaderboard --pareto` prints and the report draws."""
+    import pandas as pd
+
+    rows = []
+    search = board[board["kind"] == "search"]
+    for column, (cost, meaning) in FRONTS.items():
+        for _, r in search[search[column].fillna(False).astype(bool)].iterrows():
+            rows.append({"dataset": r["dataset"], "front": meaning, "model_family": r["model_family"],
+                         "strategy": r["strategy"], "test_mean": r["test_mean"], "cost": r[cost], "cost_of": cost})
+    frame = pd.DataFrame(rows, columns=["dataset", "front", "model_family", "strategy", "test_mean", "cost", "cost_of"])
+    order = {meaning: i for i, (_, meaning) in enumerate(FRONTS.values())}  # training cost first
+    frame = frame.sort_values(["dataset", "front", "test_mean"], ascending=[True, True, False],
+                              key=lambda c: c.map(order) if c.name == "front" else c)
+    return frame.reset_index(drop=True)
+
+
+def render_fronts(board: pd.DataFrame, fmt: str = "table") -> str:
+    """The fronts as text (`--pareto`): per dataset and cost axis, the cells nothing beats on both."""
+    from tabulate import tabulate
+
+    frame = fronts(board)
+    if fmt in ("csv", "json"):
+        return str(frame.to_csv(index=False)) if fmt == "csv" else frame.to_json(orient="records", indent=2)
+    if frame.empty:
+        return "No cell has both a test score and a cost yet."
+    style = "github" if fmt == "md" else "simple"
+    parts = []
+    for (dataset, front), group in frame.groupby(["dataset", "front"], sort=False):
+        shown = group[["model_family", "strategy", "test_mean", "cost"]].rename(
+            columns={"test_mean": "test score", "cost": front.split(" (")[0]})
+        parts.append(f"{'## ' if fmt == 'md' else ''}{dataset}: test score against {front}\n\n"
+                     + tabulate(shown, headers="keys", tablefmt=style, showindex=False, floatfmt=".4g"))
+    return "\n\n".join(parts) + ("\n\nEach row is a model family x strategy that no other beats on both the test "
+                                  "score (higher) and the cost (lower), on this dataset.\n")
 
 
 def baseline_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -277,11 +341,12 @@ def render(board: pd.DataFrame, fmt: str = "table") -> str:
 
 def write_files(board: pd.DataFrame, results_dir: str | Path) -> list[Path]:
     """Write `leaderboard.md` and `leaderboard.csv` into the results directory."""
+    from tunebench.files import write_text_atomic
+
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     md, csv = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
-    md.write_text("# Leaderboard\n\n" + render(board, "md"))
-    csv.write_text(render(board, "csv"))
+    write_text_atomic(md, "# Leaderboard\n\n" + render(board, "md"))
+    write_text_atomic(csv, render(board, "csv"))
     return [md, csv]
 
 

@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from tunebench.models import objective_for
-from tunebench.provenance import check_fingerprint, hardware, versions
+from tunebench.provenance import check_fingerprint, hardware, memory_limit, versions
 from tunebench.settings import TrainingOptions
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def load_and_record(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
               f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)
     store.update_run(job.run_id, host=socket.gethostname(), pid=os.getpid(),
                      backend=keras.backend.backend(), versions=versions(),
-                     hardware=dict(hardware(), data_placement=placement),
+                     hardware=dict(hardware(), data_placement=placement, memory_limit_bytes=memory_limit()),
                      split_fingerprint=data.fingerprint, split_sizes=data.sizes,
                      data_notes=dataset.notes or None,
                      objective=objective_for(data.spec.task))

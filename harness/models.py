@@ -124,6 +124,12 @@ class ModelFamily(Configurable):
             size = min(larger) if larger else size
         return size
 
+    def default_values(self, spec: DataSpec) -> dict[str, Any]:
+        """The family's default configuration, where it is not simply every declared default: values
+        that override the defaults in the first trial of every search (`first_trial: defaults`) and in
+        `fixed`'s configuration. The suite's pins override these in turn. Empty by default."""
+        return {}
+
     def check(self, spec: DataSpec) -> list[str]:
         """Why this family cannot fit data of `spec`, if it cannot."""
         problems = []

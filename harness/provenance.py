@@ -61,7 +61,19 @@ def hardware() -> dict[str, Any]:
             "gpus": gpus, "platform": platform.platform()}
 
 
+def memory_limit() -> int | None:
+    """The memory guard this process runs under (`RLIMIT_DATA`), in bytes, or None."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        return None if soft == resource.RLIM_INFINITY else int(soft)
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
 def rss_mb() -> float:
+    """This process's resident memory in MB."""
     import psutil
 
     return round(psutil.Process().memory_info().rss / 2**20, 1)

@@ -84,39 +84,67 @@ def plot_anytime(curve: analysis.Anytime) -> str:
 
 
 def plot_critical_difference(comparison: analysis.Comparison) -> str:
-    """A critical-difference diagram: mean ranks on an axis, groups within the CD joined by a bar."""
+    """The critical-difference diagram of scikit-posthocs: mean ranks on an axis, strategies whose
+    Nemenyi p-value is above 0.05 joined by a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scikit_posthocs as sp
+
+    ranks = (comparison.complete_mean_rank if comparison.complete_mean_rank is not None
+             else comparison.mean_rank).sort_values()
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.3 * len(ranks)))
+    sp.critical_difference_diagram(ranks, comparison.nemenyi, ax=ax, label_fmt_left="{label} ({rank:.2f})  ",
+                                   label_fmt_right="  ({rank:.2f}) {label}")
+    ax.set_title(f"Mean rank across cells (lower is better); critical difference "
+                 f"{comparison.critical_difference or float('nan'):.2f}", fontsize=9)
+    return _png(fig)
+
+
+def plot_front(board: pd.DataFrame, dataset: str, cost: str, meaning: str, front: str) -> str:
+    """One dataset's cells, test score against a cost, the front highlighted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ranks = (comparison.complete_mean_rank if comparison.complete_mean_rank is not None
-             else comparison.mean_rank).sort_values()
-    k = len(comparison.scores.columns)
-    cd = comparison.critical_difference or 0.0
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * len(ranks)))
-    ax.set_xlim(0.8, k + 0.2)
-    ax.set_ylim(-len(ranks) - 1, 1.5)
-    ax.hlines(0, 1, k, color="black", lw=1)
-    for r in range(1, k + 1):
-        ax.vlines(r, -0.1, 0.1, color="black", lw=1)
-        ax.text(r, 0.25, str(r), ha="center", fontsize=8)
-    for i, (name, r) in enumerate(ranks.items()):
-        y = -(i + 1) * 0.8
-        ax.plot([r, r], [0, y], color="#4c72b0", lw=0.8)
-        ax.text(r + 0.04, y, f"{name} ({r:.2f})", va="center", fontsize=8)
-    # Bars joining strategies whose mean ranks differ by less than the critical difference.
-    values = list(ranks.values)
-    level = 0.6
-    for i in range(len(values)):
-        j = max((j for j in range(i, len(values)) if values[j] - values[i] < cd), default=i)
-        if j > i:
-            ax.hlines(level, values[i] - 0.03, values[j] + 0.03, color="#c44e52", lw=3)
-            level += 0.18
-    ax.hlines(1.2, 1, 1 + cd, color="black", lw=2)
-    ax.text(1 + cd / 2, 1.32, f"CD = {cd:.2f}", ha="center", fontsize=8)
-    ax.axis("off")
-    ax.set_title("Mean rank across cells (lower is better)", fontsize=9)
+    cells = board[(board["dataset"] == dataset) & (board["kind"] == "search")].dropna(subset=["test_mean", cost])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    on = cells[cells[front].astype(bool)].sort_values(cost)
+    ax.scatter(cells[cost], cells["test_mean"], color="#9aa5b8", s=24, label="cells")
+    ax.plot(on[cost], on["test_mean"], "o-", color="#c44e52", label="front")
+    for _, r in cells.iterrows():
+        ax.annotate(f"{r['model_family']} · {r['strategy']}", (r[cost], r["test_mean"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel(meaning)
+    ax.set_ylabel("test score")
+    if len(cells) and cells[cost].min() > 0 and cells[cost].max() / cells[cost].min() > 30:
+        ax.set_xscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{dataset}: test score against {meaning.split(' (')[0]}", fontsize=9)
+    return _png(fig)
+
+
+def plot_search_front(run: dict[str, Any], trials: pd.DataFrame) -> str:
+    """A multi-objective search's trials, validation score against its cost, its own front marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = run["pareto"] or {}
+    key = "inference_ms" if front.get("metric") == "latency" else "param_count"
+    mine = trials[(trials["run_id"] == run["id"]) & trials["score"].notna() & trials[key].notna()]
+    on = mine[mine["number"].isin(front.get("trials", []))].sort_values(key)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.scatter(mine[key], mine["score"], color="#9aa5b8", s=20, label="trials")
+    ax.plot(on[key], on["score"], "o-", color="#c44e52", label="the search's Pareto set")
+    chosen = mine[mine["number"] == run["best_trial"]]
+    ax.scatter(chosen[key], chosen["score"], marker="*", s=160, color="#2a9d8f", label="tested", zorder=3)
+    ax.set_xlabel("ms per image" if key == "inference_ms" else "parameters")
+    ax.set_ylabel("validation score")
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -136,11 +164,37 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         parts.append("<p>No runs match. Run a suite with <code>tunebench run SUITE</code>.</p>")
         return _page(parts)
 
-    parts.append("<h2>Leaderboards</h2><p class='note'>Test score of the configuration selected on validation "
-                 "(accuracy; macro F1 for multilabel), mean ± sd over seeds with a t-based 95% confidence "
-                 "interval. Baselines come from each run's own test split.</p>")
+    parts.append("<h2>Leaderboards</h2><p class='note'>" + html.escape(leaderboard.LEGEND) + " Baselines come "
+                 "from each run's own test split.</p>")
     for name, group in board.groupby("dataset", sort=True):
         parts.append(f"<h3>{html.escape(str(name))}</h3>" + _table(leaderboard.display_frame(group)))
+
+    parts.append("<h2>Cost–accuracy fronts</h2><p class='note'>Per dataset, the model family × strategy cells "
+                 "that no other cell beats on both the test score (higher) and a cost (lower): the training "
+                 "cost (CPU + accelerator hours per search), the selected model's inference latency, and its "
+                 "parameter count. Computed from the leaderboard's own rows.</p>")
+    fronts = leaderboard.fronts(board)
+    for dataset in sorted(board[board["kind"] == "search"]["dataset"].unique()):
+        for column, (cost, meaning) in leaderboard.FRONTS.items():
+            if board[(board["dataset"] == dataset) & (board["kind"] == "search")][cost].notna().any():
+                parts.append(_img(plot_front(board, dataset, cost, meaning, column), f"front {dataset} {cost}"))
+        mine = fronts[fronts["dataset"] == dataset]
+        if not mine.empty:
+            parts.append(_table(mine.drop(columns=["dataset", "cost_of"])))
+
+    multi = runs[runs["pareto"].notna()] if "pareto" in runs else runs.iloc[0:0]
+    if not multi.empty:
+        parts.append("<h2>Multi-objective searches</h2><p class='note'>Each search's own Pareto set (validation "
+                     "score against the cost it searched against), and the configuration it tested, chosen on "
+                     "validation only by the rule stated with it.</p>")
+        for run in multi.to_dict("records"):
+            rule = str((run.get("selection") or {}).get("rule") or "the best validation score (no limit)")
+            parts.append(f"<h3>{html.escape(str(run['dataset_label']))} · {html.escape(str(run['model_label']))} · "
+                         f"{html.escape(str(run['strategy_label']))} · seed {run['seed']}</h3><p>Selection rule: "
+                         f"{html.escape(rule)}; Pareto set: trials {', '.join(map(str, run['pareto']['trials']))}; "
+                         f"tested: trial {run['best_trial']}.</p>")
+            if not trials.empty:
+                parts.append(_img(plot_search_front(run, trials), "search front"))
 
     comparison = analysis.compare_strategies(runs)
     parts.append("<h2>Strategy comparison across cells</h2>")
@@ -158,15 +212,20 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         parts.append("<h3>Scores per cell</h3>" + _table(comparison.scores, index=True))
         parts.append("<h3>Ranks per cell</h3>" + _table(comparison.ranks, index=True, digits=1))
         parts.append("<h3>Normalised scores per cell</h3>" + _table(comparison.normalised, index=True, digits=3))
+    if comparison.iqm is not None and not comparison.iqm.empty:
+        parts.append("<h3>Interquartile mean over every seed and cell</h3>" + _table(comparison.iqm, index=True)
+                     + "<p class='note'>The mean of the middle half of each strategy's test scores, with a 95 % "
+                     "bootstrap interval: robust to an outlying seed where the mean is not.</p>")
     if comparison.friedman:
         f = comparison.friedman
         verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
                    else "no significant difference between the strategies at p = 0.05")
-        parts.append(f"<p>Friedman test over {f['cells']} cells and {f['strategies']} strategies: "
-                     f"χ² = {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
+        parts.append(f"<p>{html.escape(f['test'])} over {f['cells']} cells and {f['strategies']} strategies: "
+                     f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
                      f"difference at α = 0.05: {comparison.critical_difference or float('nan'):.3f}.</p>")
-        if comparison.critical_difference is not None:
+        if comparison.critical_difference is not None and comparison.nemenyi is not None:
             parts.append(_img(plot_critical_difference(comparison), "critical-difference diagram"))
+    parts.append(f"<p class='note'><b>Statistics, by library.</b> {html.escape(analysis.LIBRARIES)}</p>")
 
     parts.append("<h2>Anytime performance</h2><p class='note'>Best validation score found so far against "
                  "wall-clock time into each search: median over seeds, with the inter-quartile band.</p>")
@@ -190,7 +249,6 @@ def _page(parts: list[str]) -> str:
 
 
 def write(store: Store, out: str | Path, **filters: Any) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_html(store, source=store.url, **filters), encoding="utf-8")
-    return out
+    from tunebench.files import write_text_atomic
+
+    return write_text_atomic(out, build_html(store, source=store.url, **filters))

@@ -34,6 +34,9 @@ from tunebench.budget import allowed_overshoot, format_duration
 from tunebench.job import (
     EVENT_FD_ENV,
     GPU_SHARE_ENV,
+    MEMORY_LIMIT_ENV,
+    MEMORY_SHARE,
+    MIN_MEMORY_LIMIT,
     PARENT_PID_ENV,
     SETUP_TIMEOUT_S,
     WORKER_MODULE,
@@ -86,6 +89,7 @@ class _Active:
     #: the search's deadline, which ends it.
     kill_ends_search: bool = True
     crashes: int = 0  # deaths of the search's process in a row with no trial finished in between
+    fatal: str | None = None  # the error the search's process could not record itself
     killed_at: float | None = None
     killed_cpu_s: float | None = None
     killed_phase: str | None = None  # the phase the runner saw when it killed (events may follow)
@@ -290,6 +294,7 @@ class Runner:
                                   "PYTHONUNBUFFERED": "1"})
         if slot is not None:
             env.update(accelerator_env(slot, share=self.slots.count(slot)))
+        env[MEMORY_LIMIT_ENV] = str(self.memory_limit(search))
         if search.backend is not None:
             env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
@@ -309,6 +314,20 @@ class Runner:
         if finalize_job is not None:
             a.phase, a.finalize_started = "finalize", time.time()
         return a
+
+    def memory_limit(self, search: Search) -> int:
+        """The memory guard of one search's processes, in bytes: the suite's `resources.memory`,
+        or by default `MEMORY_SHARE` of this machine's memory split between the processes that run
+        at once (searches side by side, times the search's lanes), at least `MIN_MEMORY_LIMIT`."""
+        import psutil
+
+        from tunebench.budget import parse_size
+
+        declared = parse_size(self.suite.resources.get("memory")) if self.suite.resources.get("memory") else None
+        if declared is not None:
+            return int(declared)
+        at_once = max(self.workers, len(self.slots), 1) * lanes_of(search)
+        return max(MIN_MEMORY_LIMIT, int(MEMORY_SHARE * psutil.virtual_memory().total / at_once))
 
     def job_for(self, search: Search, run_id: int, lane: int = 0) -> SearchJob:
         """What a search process (or one lane of it) needs to run `search` as run `run_id`."""
@@ -372,6 +391,8 @@ class Runner:
             a.in_flight.pop(event.get("lane", 0), None)
             if event.get("best") is not None:  # the best over the lanes
                 a.best = event["best"] if a.best is None else max(a.best, event["best"])
+        elif kind == "fatal":
+            a.fatal = event.get("error")
         elif kind == "search_done":
             a.phase, a.finalize_started = "finalize", time.time()
 
@@ -425,7 +446,8 @@ class Runner:
                    and time_left > RESUME_MIN_S and a.crashes + 1 < MAX_CRASHES)
         if crashed:  # the search's process died (a crash, the OOM killer): its trial in flight failed
             why = _death(a) + " while this trial ran; the search went on in a fresh process"
-            self.store.close_open_trials(run_id, FAILED, why, error_kind="crashed")
+            kind = "oom" if _out_of_memory(a) else "crashed"
+            self.store.close_open_trials(run_id, FAILED, why, error_kind=kind)
             return self._resume(a, run, crashes=a.crashes + 1)
         if a.killed and a.killed_phase == "search":  # the search's trials are kept: test its best
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
@@ -439,14 +461,19 @@ class Runner:
             follow_up = self._launch(a.search, a.index, finalize_job=a.job, slot=a.slot)
             follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
             return follow_up
+        kind = "killed"
         if a.killed:
             why = a.killed
+        elif a.fatal:
+            why = f"the search's process could not go on: {a.fatal}; see {Path(a.job.artifact_dir) / 'log.txt'}"
+            kind = "disk_full" if any(s in a.fatal for s in ("disk is full", "No space left", "File too large",
+                                                             "disk I/O error")) else "exception"
         else:
             why = _death(a)
             if a.crashes:
                 why += f" ({a.crashes + 1} times in a row)"
         now = time.time()
-        self.store.close_open_trials(run_id, FAILED, why, finished_at=now)
+        self.store.close_open_trials(run_id, FAILED, why, finished_at=now, error_kind=kind)
         self.store.fail_run(run_id, why, stop_reason=run["stop_reason"] or "crashed",
                             finished_at=run["finished_at"] or now, completed_at=now)
         return Outcome(a.search, run_id, RunStatus.FAILED, why)
@@ -461,6 +488,20 @@ class Runner:
         follow_up.trials, follow_up.ok_trials, follow_up.best = a.trials, a.ok_trials, a.best
         follow_up.crashes = crashes
         return follow_up
+
+
+def _out_of_memory(a: _Active) -> bool:
+    """Whether the end of a dead search process's log shows an allocation that failed (a C++
+    `bad_alloc` under the memory guard aborts the process rather than raising)."""
+    try:
+        with open(Path(a.job.artifact_dir) / "log.txt", "rb") as log:
+            log.seek(0, 2)
+            log.seek(max(0, log.tell() - 8192))
+            tail = log.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    return any(s in tail for s in ("bad_alloc", "Cannot allocate memory", "out of memory", "MemoryError",
+                                   "OOM when allocating", "RESOURCE_EXHAUSTED"))
 
 
 def _death(a: _Active) -> str:

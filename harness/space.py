@@ -190,8 +190,9 @@ class HyperParameters(ABC):
 
 
 def _coerce_pin(param: Param, value: Any) -> Any:
-    """Check a pinned value's type. Values outside the declared range are allowed on purpose:
-    published configurations (batch 512, 100 epochs) often lie outside a search range."""
+    """Check a pinned value's type, and a categorical pin against the choices. Numbers outside the
+    declared range (or the numeric choices) are allowed on purpose: published configurations
+    (batch 512, 100 epochs) often lie outside a search range."""
     if param.kind == "boolean":
         if not isinstance(value, bool):
             raise SpaceError(f"pinned '{param.name}' must be true or false, not {value!r}")
@@ -204,7 +205,35 @@ def _coerce_pin(param: Param, value: Any) -> Any:
                 raise SpaceError(f"pinned '{param.name}' must be an integer, not {value!r}")
             return int(value)
         return float(value)
-    return value
+    values = tuple(param.values or ())
+    if value in values:
+        return value
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value  # a published number outside the searched ones
+    raise SpaceError(f"pinned '{param.name}' must be one of {', '.join(map(repr, values))}; got {value!r}")
+
+
+def check_pins(build: Any, pins: Mapping[str, Any], family: str) -> list[str]:
+    """Why `pins` do not fit a model family's declared space: unknown names (with the closest
+    declared one), wrong types, values not among a categorical's choices. `build(hp)` declares the
+    space (builds the model with `hp`); a failure other than a pin's is not reported here (the
+    first trial records it)."""
+    import difflib
+
+    hp = DefaultHyperParameters().pin(pins)
+    try:
+        build(hp)
+    except SpaceError as exc:
+        return [f"model family '{family}': {exc}"]
+    except Exception:
+        return []
+    problems = []
+    for name in hp.unused_pins():
+        hint = difflib.get_close_matches(name, list(hp.params), n=1)
+        problems.append(f"model family '{family}': pinned hyperparameter '{name}' is not one it declares"
+                        + (f" (did you mean '{hint[0]}'?)" if hint else f" (it declares: {', '.join(hp.params)})"))
+    return problems
 
 
 class DefaultHyperParameters(HyperParameters):

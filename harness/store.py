@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tunebench.errors import MissingDependencyError, StoreError, StoreURLError
+
 DB_NAME = "tunebench.db"
 
 
@@ -105,6 +107,9 @@ runs = sa.Table(
     sa.Column("default_trial", sa.Integer),
     sa.Column("default_val", sa.Float),
     sa.Column("default_test_score", sa.Float),
+    # A multi-objective search's rule for the configuration it tests, and its Pareto set (trial numbers).
+    sa.Column("selection", sa.JSON),
+    sa.Column("pareto", sa.JSON),
 )
 
 #: One row per search key being run or done by some runner: the lock that keeps two runners on one
@@ -141,6 +146,7 @@ trials = sa.Table(
     # How it was run: steps per compiled call and the step time it was chosen from, the feasibility
     # guard's projection, whether it was the family's default configuration.
     sa.Column("notes", sa.JSON),
+    sa.Column("inference_ms", sa.Float),  # per image, measured for multi-objective searches
     sa.UniqueConstraint("run_id", "number"),
 )
 
@@ -175,18 +181,117 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store:
-    """Reads and writes of one results store."""
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
 
-    def __init__(self, url: str) -> None:
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL, or None for another database."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def problem(exc: BaseException, url: str) -> str | None:
+    """What a database error means for a user, or None if it is not one of those: a file that is not
+    (or no longer) an SQLite database, an unreachable or read-only store."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig)
+    where = sqlite_path(url) or url
+    if any(s in text for s in ("file is not a database", "database disk image is malformed",
+                               "malformed database schema")):
+        return (f"the results store {where} is corrupt or not a tunebench store ({text}). Move it aside "
+                f"(keep a copy if its results matter) and run again, or point --results at another folder")
+    if "database or disk is full" in text or "No space left" in text:
+        return f"the results store {where} could not be written: the disk is full ({text})"
+    if "readonly database" in text or "unable to open database file" in text:
+        return f"the results store {where} cannot be opened for writing ({text}); is its folder writable?"
+    if isinstance(exc, sa.exc.OperationalError):
+        return f"the results store {where} failed: {text}"
+    return None
+
+
+class Store:
+    """Reads and writes of one results store.
+
+    Args:
+        url: an SQLAlchemy URL (`sqlite:///PATH` by default, or `postgresql://...`).
+        readonly: only read: nothing is created or upgraded (a missing store is an error), and an
+            SQLite file is opened read-only (immutable when its folder is not writable), so read
+            commands work on a read-only results folder. A store written by an older tunebench is
+            read as it is: columns it lacks read as None.
+
+    Raises:
+        StoreError: the URL is not a database URL, its driver is not installed, the store does not
+            exist (read-only) or is corrupt.
+    """
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
-        self._create_schema()
+        self.readonly = readonly
+        self._absent: dict[str, set[str]] = {}
+        try:
+            self.engine = self._engine(url, readonly)
+            if readonly:
+                self._inspect()
+            else:
+                self._create_schema()
+        except sa.exc.SQLAlchemyError as exc:
+            described = problem(exc, url)
+            if described is None:
+                raise
+            raise StoreError(described) from None
+
+    @staticmethod
+    def _engine(url: str, readonly: bool) -> sa.Engine:
+        path = sqlite_path(url)
+        try:
+            if path is None:
+                return sa.create_engine(url, pool_pre_ping=True)
+            if readonly:
+                if not path.is_file():
+                    raise StoreError(f"no results store at {path}: run a suite first (`tunebench run SUITE`), "
+                                     f"or point --results / --store at an existing one")
+                import os
+                from urllib.parse import quote
+
+                frozen = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
+                engine = sa.create_engine(f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro{frozen}&uri=true",
+                                          connect_args={"timeout": 30})
+                sa.event.listen(engine, "connect", _sqlite_read_pragmas)
+                return engine
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the results folder {path.parent}: {exc.strerror or exc}") from None
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise StoreURLError(f"--store {url!r} is not a database URL SQLAlchemy knows ({exc}); write it like "
+                                f"sqlite:////abs/path/tunebench.db or postgresql://user:password@host/dbname") from None
+        except ModuleNotFoundError as exc:
+            extra = " (or pip install 'tunebench[postgres]')" if "psycopg" in (exc.name or "") else ""
+            raise MissingDependencyError(f"--store {url!r} needs the database driver '{exc.name}', which is not "
+                                         f"installed: pip install {exc.name}{extra}") from None
+
+    def _inspect(self) -> None:
+        """A read-only store: check it is one, and note the columns an older tunebench did not write."""
+        inspector = sa.inspect(self.engine)
+        tables = set(inspector.get_table_names())
+        if "runs" not in tables:
+            raise StoreError(f"{sqlite_path(self.url) or self.url} holds no tunebench results (no `runs` table)")
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)} if table.name in tables else set()
+            self._absent[table.name] = {c.name for c in table.columns} - present
+
+    def _select(self, table: sa.Table) -> sa.Select[Any]:
+        absent = self._absent.get(table.name, set())
+        return sa.select(*[c for c in table.columns if c.name not in absent])
+
+    def _rows(self, rows: Iterable[Any], table: sa.Table) -> list[dict[str, Any]]:
+        absent = self._absent.get(table.name, set())
+        return [{**dict.fromkeys(absent), **dict(r)} for r in rows]
 
     def _create_schema(self) -> None:
         """Create or upgrade the tables; idempotent, and safe when many workers start at once (on
@@ -225,8 +330,8 @@ class Store:
                     conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     @classmethod
-    def open(cls, results_dir: str | Path, url: str | None = None) -> Store:
-        return cls(url or default_url(results_dir))
+    def open(cls, results_dir: str | Path, url: str | None = None, *, readonly: bool = False) -> Store:
+        return cls(url or default_url(results_dir), readonly=readonly)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -411,17 +516,17 @@ class Store:
     # -- reads -------------------------------------------------------------------------------------
     def run(self, run_id: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()
-        return dict(row)
+            row = conn.execute(self._select(runs).where(runs.c.id == run_id)).mappings().one()
+        return self._rows([row], runs)[0]
 
     def runs(self, *, suite: str | None = None, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        query = sa.select(runs).order_by(runs.c.id)
+        query = self._select(runs).order_by(runs.c.id)
         if suite is not None:
             query = query.where(runs.c.suite == suite)
         if ids is not None:
             query = query.where(runs.c.id.in_(list(ids)))
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return self._rows(conn.execute(query).mappings(), runs)
 
     def latest_runs(self, search_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each search key, if any."""
@@ -429,20 +534,20 @@ class Store:
         if not keys:
             return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs).where(runs.c.search_key.in_(keys))
+            rows = conn.execute(self._select(runs).where(runs.c.search_key.in_(keys))
                                 .order_by(runs.c.id)).mappings()
-            return {r["search_key"]: dict(r) for r in rows}
+            return {r["search_key"]: r for r in self._rows(rows, runs)}
 
     def trials(self, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        query = sa.select(trials).order_by(trials.c.run_id, trials.c.number)
+        query = self._select(trials).order_by(trials.c.run_id, trials.c.number)
         if run_ids is not None:
             query = query.where(trials.c.run_id.in_(list(run_ids)))
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return self._rows(conn.execute(query).mappings(), trials)
 
     def epochs(self, trial_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        query = sa.select(epochs).order_by(epochs.c.trial_id, epochs.c.epoch)
+        query = self._select(epochs).order_by(epochs.c.trial_id, epochs.c.epoch)
         if trial_ids is not None:
             query = query.where(epochs.c.trial_id.in_(list(trial_ids)))
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return self._rows(conn.execute(query).mappings(), epochs)

@@ -54,10 +54,31 @@ class TrialRecord:
     #: The epochs this trial was allowed (its `epochs` hyperparameter, a strategy's override such as
     #: Hyperband's, capped by the suite); `epochs` is how many it completed.
     epoch_budget: int | None = None
+    #: Milliseconds per image of batched inference on the search's device, when the trial measured
+    #: it (`run_trial(..., latency=True)`, or a latency selection rule).
+    inference_ms: float | None = None
 
     @property
     def selectable(self) -> bool:
         return self.status in SELECTABLE and self.score is not None
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """How a search selects the configuration it tests, on validation only: the best validation
+    score among the trials whose `metric` (`latency`: ms per image, or `params`) is at most `limit`.
+    A search without a rule selects the best validation score. The rule is recorded with the run."""
+
+    metric: str
+    limit: float
+
+    def admits(self, latency_ms: float | None, param_count: int | None) -> bool:
+        value = latency_ms if self.metric == "latency" else param_count
+        return value is not None and value <= self.limit
+
+    def describe(self) -> str:
+        unit = "ms per image" if self.metric == "latency" else "parameters"
+        return f"best validation score with {self.metric} at most {self.limit:g} {unit}"
 
 
 class SearchContext(ABC):
@@ -119,6 +140,11 @@ class SearchContext(ABC):
                 return
             yield number
 
+    def default_values(self) -> dict[str, Any]:
+        """The model family's default configuration's values where they are not its declared
+        defaults (`ModelFamily.default_values`); the suite's pins still apply on top."""
+        return {}
+
     @abstractmethod
     def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
         """Declare the model family's hyperparameters through `hp` without training anything.
@@ -130,7 +156,8 @@ class SearchContext(ABC):
 
     @abstractmethod
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
-                  report: EpochReport | None = None, number: int | None = None) -> TrialRecord:
+                  report: EpochReport | None = None, number: int | None = None,
+                  latency: bool = False) -> TrialRecord:
         """Build, train and record one configuration; return its record.
 
         Args:
@@ -139,6 +166,9 @@ class SearchContext(ABC):
             epochs: train for this many epochs instead of the `epochs` hyperparameter (for
                 multi-fidelity strategies such as Hyperband); still capped by the suite.
             report: called after every epoch; raising `TrialPruned` stops the trial as `pruned`.
+            latency: also measure the model's inference latency (ms per image, on the search's
+                device, before training: it does not depend on the weights), in the record's
+                `inference_ms`; for multi-objective strategies.
 
         Raises:
             BudgetExhausted: the search's budget is spent; let it propagate.
@@ -185,6 +215,11 @@ class SearchStrategy(Configurable):
     @abstractmethod
     def search(self, ctx: SearchContext) -> None:
         """Propose configurations and run them with `ctx.run_trial` until done or out of budget."""
+
+    def selection_rule(self) -> SelectionRule | None:
+        """The rule this search selects its tested configuration by (validation only), or None for
+        the best validation score. Multi-objective strategies state theirs from their options."""
+        return None
 
     def trial_numbers(self, ctx: SearchContext) -> Iterator[int]:
         """Reserved trial numbers up to `max_trials` (or forever), shared with the search's other

@@ -175,15 +175,69 @@ def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
 
     path = Path(path)
     if not path.is_file():
-        raise SuiteError(f"cannot run suite {path}:", [f"no such file: {path}"])
+        what = "a folder" if path.is_dir() else "no such file"
+        raise SuiteError(f"cannot run suite {path}:", [f"{what}: {path} (give a suite's YAML file)"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(f"cannot read suite {path}:", [f"{exc.strerror or exc}"]) from None
+    if b"\x00" in data:
+        raise SuiteError(f"suite {path} is not a text file:", ["a suite is a YAML text file (UTF-8)"])
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is fine
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"suite {path} is not UTF-8:", [
+            f"byte 0x{data[exc.start]:02x} at position {exc.start} is not UTF-8 (a Latin-1 or Windows "
+            f"file?); save it as UTF-8"]) from None
+    loader = _unique_key_loader()(text)
+    try:
+        raw = loader.get_single_data()
+    except _DuplicateKeys as exc:
+        raise SuiteError(f"suite {path} has keys written twice (the later one would silently win):",
+                         exc.problems) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SuiteError(f"suite {path} is not valid YAML{where}:",
                          [str(getattr(exc, 'problem', exc))]) from None
+    finally:
+        loader.dispose()
     return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget, check_resources=check_resources)
+
+
+class _DuplicateKeys(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _unique_key_loader() -> Any:
+    """A safe YAML loader that refuses a mapping with a key written twice, naming every one."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        duplicates: list[str]
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    self.duplicates.append(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+                else:
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+        def get_single_data(self) -> Any:
+            self.duplicates = []
+            data = super().get_single_data()
+            if self.duplicates:
+                raise _DuplicateKeys(self.duplicates)
+            return data
+
+    return Loader
+
 
 
 def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = "<suite>",
@@ -253,11 +307,16 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
             if check_resources:
                 problems.append(f"dataset '{entry.label}': {exc}")
     for entry, instance in families + implied:
+        paired = True
         for dataset_label, spec in specs.items():
             for problem in instance.check(spec):
+                paired = False
                 problems.append(f"{problem} (pairing {entry.label} with dataset '{dataset_label}')")
-        for problem in instance.check_resources() if check_resources else []:
+        found = instance.check_resources() if check_resources else []
+        for problem in found:
             problems.append(f"model family '{entry.label}': {problem}")
+        if check_resources and paired and not found and specs and instance.options.get("params"):
+            problems.extend(_pin_problems(entry, instance, specs))
     family_labels = {e.label for e, _ in families}
     for entry, _ in strategies:
         for label in entry.only or ():
@@ -275,6 +334,30 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
                  description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied),
                  backends=backends, training=training, options=search_options, resources=resources)
+
+
+def _pin_problems(entry: Entry, family: Any, specs: Mapping[str, Any]) -> list[str]:
+    """A family's pinned `params` against the space it declares on each dataset (builds its model
+    once per dataset, so Keras is imported here, and only for suites that pin something)."""
+    import os
+
+    from tunebench.space import check_pins
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    found: list[str] = []
+    for spec in specs.values():
+        def build(hp: Any, spec: Any = spec) -> None:
+            model = family.build(hp, spec)
+            family.training(hp, spec)
+            del model
+
+        for problem in check_pins(build, family.options["params"], entry.label):
+            if problem not in found:
+                found.append(problem)
+        keras.backend.clear_session()
+    return found
 
 
 def _backends(value: Any, problems: list[str]) -> tuple[str, ...]:
@@ -329,14 +412,32 @@ def _duration(value: Any, key: str, problems: list[str], *, required: bool) -> f
         return None
 
 
+#: At most this many seeds per suite: each is a search per dataset x model family x strategy.
+MAX_SEEDS = 1000
+#: Seeds must be below this: Keras, NumPy's legacy seeding and scikit-learn take 32-bit seeds, and
+#: the harness derives trial seeds and a second split seed from the search's seed.
+SEED_LIMIT = 2**31
+
+
 def _seeds(value: Any, problems: list[str]) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             problems.append("'seeds' as a count must be at least 1")
             return []
+        if value > MAX_SEEDS:  # never build the list: validating costs what the suite is, not what it says
+            problems.append(f"'seeds': {value} seeds would make {value:,} searches per dataset x model family x "
+                            f"strategy; at most {MAX_SEEDS}")
+            return []
         return list(range(value))
-    if (isinstance(value, list) and value
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        if len(value) > MAX_SEEDS:
+            problems.append(f"'seeds' lists {len(value)} seeds; at most {MAX_SEEDS}")
+            return []
+        bad = [s for s in value if not 0 <= s < SEED_LIMIT]
+        if bad:
+            problems.append(f"'seeds': {', '.join(map(str, bad[:5]))} out of range; seeds must be at least 0 and "
+                            f"below {SEED_LIMIT} (the libraries take 32-bit seeds)")
+            return []
         if len(set(value)) != len(value):
             problems.append(f"'seeds' has duplicates: {value}")
         return list(dict.fromkeys(value))

@@ -308,6 +308,17 @@ def purge_custom_gradients() -> int:
     return len(stale)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception is a write that failed for lack of space (a full disk, a quota, a file
+    size limit), from the operating system or from SQLite."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = f"{exc} {getattr(exc, 'orig', '')}"
+    return any(s in text for s in ("No space left on device", "File too large", "database or disk is full"))
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether an exception is an accelerator or host out-of-memory error, on any backend."""
     text = f"{type(exc).__name__} {exc}"

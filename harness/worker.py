@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tunebench.budget import Budget
 from tunebench.context import TrialContext, drive, history_of
 from tunebench.errors import TunebenchError
-from tunebench.job import PARENT_PID_ENV, Events, SearchJob, trial_weights_path, weights_path
+from tunebench.job import PARENT_PID_ENV, Events, SearchJob, limit_memory, trial_weights_path, weights_path
 from tunebench.lanes import await_lanes, children_cpu_s, execute_lane, spawn_lanes
 from tunebench.loading import instantiate, load_and_record
 from tunebench.settings import SearchOptions, TrainingOptions
@@ -77,7 +77,11 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
                         trial_seconds=job.trial_budget_s)
         cpu_start = time.process_time() + children_cpu_s()
         events.send("started", started_at=started, deadline=started + job.budget_s, resumed=resume)
-        ctx = TrialContext(job, store, family, data, budget, events, history=history)
+        rule = strategy.selection_rule()
+        if rule is not None:
+            store.update_run(job.run_id, selection={"metric": rule.metric, "limit": rule.limit,
+                                                    "rule": rule.describe()})
+        ctx = TrialContext(job, store, family, data, budget, events, history=history, rule=rule)
         if resume:
             print(f"the search goes on after trial(s) were stopped (resume {run['resumes'] or 0}); "
                   f"{len(history)} trial(s) recorded, {budget.remaining():.1f} s left", flush=True)
@@ -145,7 +149,8 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
             training.release(model)
             default_test = _default_test(job, run, rows, family, data, options, test_key, metrics)
             store.finish_run(job.run_id, test_score=metrics.get(test_key), test_metrics=metrics,
-                             baselines=baselines(data), inference_ms=inference, default_test_score=default_test)
+                             baselines=baselines(data), inference_ms=inference, default_test_score=default_test,
+                             pareto=search_front(run, rows))
             _keep_selected(job, weights)
             return RunStatus.OK
         except Exception as exc:
@@ -154,6 +159,22 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
     finally:
         if own_store:
             store.close()
+
+
+def search_front(run: Mapping[str, Any], rows: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A multi-objective search's own Pareto set: its trials that no other beats on both the
+    validation score and the cost it searched against (latency when measured, else parameters)."""
+    from tunebench.fronts import non_dominated
+
+    trials = list(rows.values())
+    metric = (run["selection"] or {}).get("metric")
+    if metric is None and any(t["inference_ms"] is not None for t in trials):
+        metric = "latency"
+    if metric is None:
+        return None
+    key = "inference_ms" if metric == "latency" else "param_count"
+    front = non_dominated([(t["score"], t[key]) for t in trials])
+    return {"metric": metric, "trials": sorted(trials[i]["number"] for i in front)}
 
 
 def _test(job: SearchJob, family: ModelFamily, data: Splits, options: TrainingOptions,
@@ -245,13 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("--finalize", "--resume"):
         mode, argv = argv[0][2:], argv[1:]
     job = SearchJob.from_json(Path(argv[0]).read_text())
+    limit_memory()  # before the frameworks load: every allocation of the search is under the guard
     parent = os.environ.get(PARENT_PID_ENV)
     if parent:
         _die_with_parent(int(parent))
-    if mode == "finalize":
-        status = finalize(job)
-    else:
-        status = execute(job, Events.from_env(), resume=mode == "resume")
+    events = Events.from_env()
+    try:
+        if mode == "finalize":
+            status = finalize(job)
+        else:
+            status = execute(job, events, resume=mode == "resume")
+    except Exception as exc:  # the record itself could not be written (a full disk): say why on the pipe
+        traceback.print_exc()
+        events.send("fatal", error=f"{type(exc).__name__}: {exc}"[:2000])
+        return 1
     sys.stdout.flush()
     return 0 if status == RunStatus.OK else 1
 

@@ -47,3 +47,18 @@ def test_no_command_prints_help_and_exits_2():
 def test_unknown_plugin_module_is_a_clear_error(tmp_path):
     result = tunebench("plugins", "--plugin", "not_a_module_anywhere")
     assert result.returncode == 2 and "not_a_module_anywhere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_that_loads_keras_keeps_tensorflow_start_up_lines_off_the_terminal(tmp_path):
+    """Pinned params are checked against the family's space, which imports Keras: TensorFlow's
+    oneDNN, cpu-feature and absl lines must not reach the terminal."""
+    suite = tmp_path / "pins.yaml"
+    suite.write_text("budget: 30s\ndatasets: [digits]\nmodel_families: [{scratch_cnn: {params: {dropout: 0.3}}}]\n"
+                     "strategies: [random]\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "tunebench.cli", "validate", str(suite)], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stdout
+    for noise in ("oneDNN", "cpu_feature_guard", "absl", "WARNING: All log messages", "E0000", "I0000"):
+        assert noise not in result.stderr + result.stdout, noise

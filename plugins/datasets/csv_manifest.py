@@ -18,11 +18,11 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from tunebench import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, load_images
-from tunebench.plugins.datasets.image_folder import _unset_hint, image_size
+from tunebench import ArrayData, DataError, DataSpec, Option, hookimpl, image_size, load_images, readable
+from tunebench.plugins.datasets.image_folder import SizedDataset, _unset_hint
 
 
-class CSVManifest(Dataset):
+class CSVManifest(SizedDataset):
     """Images listed in a CSV with one label or several per row (multilabel, e.g. movie posters)."""
 
     name = "csv_manifest"
@@ -38,6 +38,7 @@ class CSVManifest(Dataset):
         "size": Option((int, list), 64, "image size after resizing: 64 or [height, width]"),
         "color_mode": Option(str, "rgb", "rgb or grayscale", choices=("rgb", "grayscale")),
         "cache": Option(bool, True, "cache decoded images on disk"),
+        "encoding": Option(str, "utf-8", "the CSV's text encoding, e.g. latin-1 (a UTF-8 byte-order mark is fine)"),
     }
 
     @property
@@ -52,17 +53,38 @@ class CSVManifest(Dataset):
     @cached_property
     def rows(self) -> list[tuple[str, list[str]]]:
         """(path, labels) of every row."""
-        with open(self.csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter=self.options["delimiter"])
-            missing = [c for c in (self.options["path_column"], self.options["label_column"])
-                       if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{self.csv_path} has no column {', '.join(missing)} (columns: "
-                                f"{', '.join(reader.fieldnames or [])}); set path_column / label_column")
-            sep = self.options["label_separator"]
-            return [(row[self.options["path_column"]],
-                     [v.strip() for v in (row[self.options["label_column"]] or "").split(sep) if v.strip()])
-                    for row in reader]
+        return [(path, labels) for path, labels in self._read()]
+
+    def _text(self) -> str:
+        """The CSV's text, in its `encoding` (a UTF-8 byte-order mark is dropped)."""
+        data = self.csv_path.read_bytes()
+        encoding = self.options["encoding"]
+        if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+            encoding = "utf-8-sig"
+        try:
+            return data.decode(encoding)
+        except LookupError:
+            raise DataError(f"{self.csv_path}: unknown encoding {self.options['encoding']!r} (option `encoding`, "
+                            f"e.g. utf-8 or latin-1)") from None
+        except UnicodeDecodeError as exc:
+            guess = "latin-1" if encoding == "utf-8-sig" else "utf-8"
+            raise DataError(f"{self.csv_path} is not {self.options['encoding'].upper()} (byte 0x{data[exc.start]:02x} "
+                            f"at position {exc.start}): set `encoding: {guess}` (or the file's own encoding) "
+                            f"for this dataset") from None
+
+    def _read(self) -> list[tuple[str, list[str]]]:
+        import io
+
+        reader = csv.DictReader(io.StringIO(self._text(), newline=""), delimiter=self.options["delimiter"])
+        missing = [c for c in (self.options["path_column"], self.options["label_column"])
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{self.csv_path} has no column {', '.join(missing)} (columns: "
+                            f"{', '.join(reader.fieldnames or [])}); set path_column / label_column")
+        sep = self.options["label_separator"]
+        return [(row[self.options["path_column"]],
+                 [v.strip() for v in (row[self.options["label_column"]] or "").split(sep) if v.strip()])
+                for row in reader]
 
     @property
     def is_multilabel(self) -> bool:
@@ -96,9 +118,15 @@ class CSVManifest(Dataset):
             problems.append(f"{unlabelled} row(s) have no label")
         if not self.is_multilabel and len(classes) < 2:
             problems.append("a multiclass dataset needs at least two classes")
-        present = sum(1 for path, _ in rows if (self.root / path).is_file())
+        present = [self.root / path for path, _ in rows if (self.root / path).is_file()]
         if rows and not present:
             problems.append(f"none of the images exists under {self.root} (option `root`), e.g. {rows[0][0]}")
+        elif present:
+            ok, errors = readable(present)
+            if not ok:
+                example = next(iter(errors.items()))
+                problems.append(f"no readable image among {min(16, len(present))} tried (e.g. {example[0]}: "
+                                f"{example[1]})")
         return problems
 
     def load(self) -> ArrayData:

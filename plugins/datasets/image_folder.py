@@ -16,19 +16,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tunebench import ArrayData, DataError, Dataset, DataSpec, Option, hookimpl, is_image, load_images
+from tunebench import (
+    ArrayData,
+    DataError,
+    Dataset,
+    DataSpec,
+    Option,
+    OptionsError,
+    hookimpl,
+    image_size,
+    is_image,
+    load_images,
+    readable,
+)
 
 LAYOUTS = ("auto", "classes", "splits", "tiny_imagenet")
 
 
-def image_size(value) -> tuple[int, int]:
-    """`64` or `[64, 48]` as (height, width)."""
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
+class SizedDataset(Dataset):
+    """A dataset with a `size` option, checked when the options are (a suite reports a bad size
+    against the dataset, before any model family is paired with the images it would make)."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        try:
+            image_size(self.options["size"])
+        except ValueError as exc:
+            raise OptionsError(f"dataset '{self.name}' options are not valid:", [str(exc)]) from None
 
 
-class ImageFolder(Dataset):
+class ImageFolder(SizedDataset):
     """Images in class sub-folders (cats/dogs style, a CIFAR JPEG tree, Tiny-ImageNet-200)."""
 
     name = "image_folder"
@@ -111,11 +128,18 @@ class ImageFolder(Dataset):
                 problems.append(f"class '{c.name}' has no images ({folder})")
         if not problems:
             names = {c.name for c in classes}
-            for split, items in self.files().items():
+            files = self.files()
+            for split, items in files.items():
                 unknown = sorted({label for _, label in items} - names)
                 if unknown:
                     problems.append(f"the {split} split has labels that are not training classes: "
                                     f"{', '.join(unknown[:10])}")
+            first = next(iter(files.values()), [])
+            ok, errors = readable([p for p, _ in first])
+            if first and not ok:
+                example = next(iter(errors.items()))
+                problems.append(f"no readable image among {min(16, len(first))} tried across {root} (e.g. "
+                                f"{example[0]}: {example[1]}); are these image files?")
         return problems
 
     @property

@@ -7,10 +7,11 @@ identical for the same options and seed.
 
 from __future__ import annotations
 
-from tunebench import ArrayData, Dataset, DataSpec, Option, hookimpl
+from tunebench import ArrayData, DataSpec, Option, hookimpl, image_size
+from tunebench.plugins.datasets.image_folder import SizedDataset
 
 
-class Synthetic(Dataset):
+class Synthetic(SizedDataset):
     """Generated striped patterns: any size, classes and count; multiclass or multilabel; seeded."""
 
     name = "synthetic"
@@ -30,8 +31,6 @@ class Synthetic(Dataset):
 
     @property
     def spec(self) -> DataSpec:
-        from tunebench.plugins.datasets.image_folder import image_size
-
         h, w = image_size(self.options["size"])
         return DataSpec((h, w, self.options["channels"]), tuple(f"class_{i}" for i in range(self.options["classes"])),
                         self.options["task"])

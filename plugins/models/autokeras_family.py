@@ -48,6 +48,14 @@ class AutoKerasImage(ModelFamily):
         graph.num_samples, graph.epochs = 1000, 10  # only sizes the adam_weight_decay schedule
         return graph
 
+    def default_values(self, spec):
+        # AutoKeras's own first candidate (a small vanilla CNN), not each declaration's default, which
+        # together make a ResNet50 from scratch
+        require("autokeras", extra="autokeras", purpose="model family 'autokeras'")
+        from autokeras.tuners import task_specific
+
+        return dict(task_specific.IMAGE_CLASSIFIER[0])
+
     def training(self, hp, spec, max_epochs=None):
         # AutoKeras declares `optimizer` and `learning_rate` itself while building.
         top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))

@@ -19,7 +19,7 @@ class Fixed(SearchStrategy):
         # With `first_trial: defaults` the harness already ran this configuration as trial 0: it
         # counts as the first repeat. Trial numbers also carry the count across a resume.
         for number in ctx.trial_numbers(self.options["repeats"]):
-            ctx.run_trial(FixedHyperParameters(), number=number)
+            ctx.run_trial(FixedHyperParameters(ctx.default_values()), number=number)
 
 
 @hookimpl

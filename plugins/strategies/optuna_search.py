@@ -21,8 +21,10 @@ from tunebench import (
     BudgetExhausted,
     FixedHyperParameters,
     Option,
+    OptionsError,
     OptunaHyperParameters,
     SearchStrategy,
+    SelectionRule,
     TrialPruned,
     hookimpl,
     require,
@@ -87,6 +89,15 @@ class OptunaSearch(SearchStrategy):
         return optuna.pruners.NopPruner()
 
     parallel = True
+    #: The study's directions: the validation score, and for a multi-objective strategy a cost.
+    directions: tuple[str, ...] = ("maximize",)
+
+    def values_of(self, record):
+        """What the study is told of a trial with a score: its objective value(s)."""
+        return record.score
+
+    def measures_latency(self) -> bool:
+        return False
 
     def search(self, ctx):
         optuna = require("optuna", extra="dev", purpose=f"strategy '{self.name}'")
@@ -95,14 +106,16 @@ class OptunaSearch(SearchStrategy):
         if storage is None and ctx.lanes > 1:
             storage, name = shared_storage(optuna, ctx), self.options["study_name"] or f"tunebench-run-{ctx.run_id}"
         seed = ctx.seed if ctx.lane == 0 else ctx.seed + 7919 * ctx.lane
-        study = optuna.create_study(direction="maximize", sampler=self.make_sampler(optuna, seed),
+        study = optuna.create_study(directions=list(self.directions), sampler=self.make_sampler(optuna, seed),
                                     pruner=self.make_pruner(optuna, ctx), storage=storage,
                                     study_name=name, load_if_exists=True)
         if storage is None:  # the study is this process's own: teach it what the search already knows
-            replay(optuna, study, ctx)
-        elif ctx.resumed and ctx.lane == 0:  # a shared study: close what the killed processes had open
+            replay(optuna, study, ctx, self.values_of)
+        elif ctx.lane == 0 and ctx.resumed:  # a shared study: close what the killed processes had open
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        elif ctx.lane == 0:  # a shared study: lane 0 adds the family default's trial, which it ran
+            replay(optuna, study, ctx, self.values_of)
         for number in self.trial_numbers(ctx):
             trial = study.ask()
 
@@ -114,21 +127,24 @@ class OptunaSearch(SearchStrategy):
                 if trial.should_prune():
                     raise TrialPruned()
 
+            single = len(self.directions) == 1  # Optuna prunes single-objective studies only
             try:
-                record = ctx.run_trial(OptunaHyperParameters(trial), report=report, number=number)
+                record = ctx.run_trial(OptunaHyperParameters(trial), report=report if single else None,
+                                       number=number, latency=self.measures_latency())
             except BudgetExhausted:
                 # The trial was asked for but never ran: close it, or a shared study keeps it RUNNING.
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
-            if record.selectable:
-                study.tell(trial, record.score)
+            values = self.values_of(record) if record.selectable else None
+            if values is not None and (single or all(v is not None for v in values)):
+                study.tell(trial, values)
             elif record.status == "pruned":
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def replay(optuna, study, ctx):
+def replay(optuna, study, ctx, values_of=lambda record: record.score):
     """Add the search's trials so far to an in-memory study: the family default's first trial
     (`first_trial: defaults`), and, after a resume, everything the earlier process recorded."""
     from tunebench.space import optuna_distribution
@@ -145,14 +161,21 @@ def replay(optuna, study, ctx):
         for name, value in record.params.items():
             if name in space and value is not None:
                 dists[name], values[name] = optuna_distribution(space[name], value)
-        state, score = optuna.trial.TrialState.FAIL, None
+        state, told = optuna.trial.TrialState.FAIL, None
         if record.selectable:
-            state, score = optuna.trial.TrialState.COMPLETE, record.score
+            told = values_of(record)
+            if told is not None and not (isinstance(told, (list, tuple)) and None in told):
+                state = optuna.trial.TrialState.COMPLETE
+            else:
+                told = None
         elif record.status == "pruned":
             state = optuna.trial.TrialState.PRUNED
-        curve = {i: m[ctx.objective] for i, m in enumerate(record.history) if ctx.objective in m}
-        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=score, state=state,
-                                                  intermediate_values=curve))
+        single = len(study.directions) == 1
+        curve = ({i: m[ctx.objective] for i, m in enumerate(record.history) if ctx.objective in m}
+                 if single else {})
+        study.add_trial(optuna.trial.create_trial(
+            params=values, distributions=dists, state=state, intermediate_values=curve,
+            **({"value": told} if single else {"values": list(told) if told is not None else None})))
 
 
 class OptunaTPE(OptunaSearch):
@@ -205,7 +228,64 @@ class OptunaGP(OptunaSearch):
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.options["n_startup_trials"])
 
 
+class OptunaMultiObjective(OptunaSearch):
+    """Base for Optuna's multi-objective strategies: the validation score against inference latency
+    or parameter count; the tested configuration is chosen on validation by a stated rule."""
+
+    options_schema = {
+        "objective": Option(str, "latency", "what to minimise beside the validation score: latency "
+                                            "(ms per image on the search's device) or params",
+                            choices=("latency", "params")),
+        "limit": Option(float, None, "the selection rule: test the best validation score whose latency (ms/image) "
+                                     "or parameter count is at most this (default: no limit)", minimum=0),
+    }
+    directions = ("maximize", "minimize")
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options["pruner"] != "none":
+            raise OptionsError(f"strategy '{self.name}' options are not valid:", [
+                "pruner: Optuna prunes single-objective studies only; leave it at none"])
+
+    def measures_latency(self) -> bool:
+        return self.options["objective"] == "latency"
+
+    def values_of(self, record):
+        cost = record.inference_ms if self.options["objective"] == "latency" else record.param_count
+        return None if cost is None else (record.score, float(cost))
+
+    def selection_rule(self):
+        limit = self.options["limit"]
+        return None if limit is None else SelectionRule(self.options["objective"], float(limit))
+
+
+class OptunaNSGA2(OptunaMultiObjective):
+    """Optuna's NSGA-II (multi-objective): validation score against latency or parameter count."""
+
+    name = "optuna_nsga2"
+    options_schema = {
+        **OptunaMultiObjective.options_schema,
+        "population_size": Option(int, 8, "individuals per generation", minimum=2),
+    }
+
+    def make_sampler(self, optuna, seed):
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=self.options["population_size"])
+
+
+class OptunaMOTPE(OptunaMultiObjective):
+    """Optuna's multi-objective TPE: validation score against latency or parameter count."""
+
+    name = "optuna_motpe"
+    options_schema = {
+        **OptunaMultiObjective.options_schema,
+        "n_startup_trials": Option(int, 6, "random trials before TPE takes over", minimum=0),
+    }
+
+    def make_sampler(self, optuna, seed):
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.options["n_startup_trials"])
+
+
 @hookimpl
 def tunebench_register_search_strategies(registry):
-    for cls in (OptunaTPE, OptunaRandom, OptunaCmaEs, OptunaGP):
+    for cls in (OptunaTPE, OptunaRandom, OptunaCmaEs, OptunaGP, OptunaNSGA2, OptunaMOTPE):
         registry.add(cls)

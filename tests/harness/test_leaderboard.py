@@ -86,10 +86,10 @@ budget: 90s
 max_epochs: 2
 seeds: [0]
 datasets: [digits]
-model_families: [mlp, scratch_cnn]
+model_families: [mlp, {scripted: {as: scripted}}]
 strategies: [{random: {max_trials: 2}}, {optuna_tpe: {n_startup_trials: 2, max_trials: 2}}]
 """)
-    result = tunebench("run", str(suite), "--results", str(tmp / "results"))
+    result = tunebench("run", str(suite), "--results", str(tmp / "results"), "--plugin", "tunebench.testing.plugins")
     assert result.returncode == 0, result.stderr
     return tmp / "results", result
 
@@ -99,8 +99,8 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
     board = json.loads(tunebench("leaderboard", "--results", str(results), "--format", "json").stdout)
     runs = json.loads(tunebench("runs", "--results", str(results), "--format", "json").stdout)
     trials = json.loads(tunebench("trials", "--results", str(results), "--format", "json").stdout)
-    assert len([r for r in board if r["model_family"] != "baseline"]) == 4 and len(runs) == 4
-    for row in [r for r in board if r["model_family"] != "baseline"]:
+    assert len([r for r in board if r["kind"] == "search"]) == 4 and len(runs) == 4
+    for row in [r for r in board if r["kind"] == "search"]:
         mine = [r for r in runs if (r["model_label"], r["strategy_label"]) == (row["model_family"], row["strategy"])]
         assert len(mine) == row["runs"] == row["runs_ok"] == 1
         run = mine[0]
@@ -122,7 +122,7 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
     assert majority["test_mean"] == pytest.approx(np.bincount(y).max() / len(y))
     assert next(r for r in baselines if r["strategy"] == "random_guess")["test_mean"] == pytest.approx(0.1)
     for row in board:
-        if row["model_family"] == "baseline":
+        if row["kind"] != "search":
             continue
         run = next(r for r in runs if (r["model_label"], r["strategy_label"]) == (row["model_family"], row["strategy"]))
         assert row["params"] == run["best_param_count"]
@@ -131,7 +131,8 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
         assert row["accelerator_hours"] == 0  # no GPU on this machine
     assert "Dataset: digits" in run_output.stdout  # `run` prints the leaderboard at the end
     assert (results / "leaderboard.md").read_text().count("|") > 10
-    assert len((results / "leaderboard.csv").read_text().splitlines()) == 1 + 4 + 2  # + 2 baselines
+    # + 2 family defaults and 2 baselines
+    assert len((results / "leaderboard.csv").read_text().splitlines()) == 1 + 4 + 2 + 2
 
 
 def test_runs_and_trials_exports_have_the_promised_columns(real_results):

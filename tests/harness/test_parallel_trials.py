@@ -12,6 +12,7 @@ from tunebench.store import Store
 
 SUITE = """name: lanes
 budget: 60s
+first_trial: none
 seeds: [0]
 datasets: [{{digits: {{size: 8}}}}]
 model_families: [{{scripted: {{then: slow, batch_sleep: 0.02, params: {{epochs: 1}}}}}}]
@@ -55,10 +56,10 @@ def test_parallel_trials_run_at_once_in_two_processes_and_share_the_run(stores):
         assert any(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
                    for a in trials if a["lane"] == 1 for b in trials if b["lane"] == 0), label
         # the run's best is the best over both lanes, recomputed from the rows, with its weights on disk
-        scored = [t for t in trials if t["status"] in ("ok", "timeout") and t["score"] is not None]
+        scored = [t for t in trials if t["score"] is not None]
         best = max(scored, key=lambda t: t["score"])
         assert run["best_val"] == pytest.approx(best["score"]) and run["best_trial"] == best["number"]
-        assert weights_path(run["artifact_dir"], best["lane"]).exists()
+        assert weights_path(run["artifact_dir"]).exists()
 
 
 def test_parallel_trials_propose_what_a_serial_search_proposes(stores):

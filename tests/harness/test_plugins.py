@@ -213,6 +213,6 @@ strategies: [{random: {max_trials: 1}}]
     result = tunebench("run", str(suite), "--results", str(results), env=_env(example_plugin))
     assert result.returncode == 0, result.stdout + result.stderr
     board = tunebench("leaderboard", "--results", str(results), "--format", "json", env=_env(example_plugin))
-    rows = [r for r in json.loads(board.stdout) if r["model_family"] != "baseline"]
+    rows = [r for r in json.loads(board.stdout) if r["kind"] == "search"]
     assert [(r["model_family"], r["strategy"], r["runs_ok"]) for r in rows] == [("tiny_dense", "random", 1)]
     assert rows[0]["trials_ok"] >= 1 and 0 < rows[0]["test_mean"] <= 1

@@ -44,8 +44,11 @@ def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
     result, store, runs, _, _ = trouble
     run = runs["hangs"]
     trials = store.trials([run["id"]])
-    assert [t["status"] for t in trials] == ["ok", "ok", "timeout"]
-    assert "killed by the runner" in trials[2]["error"]
+    # the two trials before the hang keep their scores (the second may be cut short by the deadline
+    # or the guard, after its first epoch, on a loaded machine); the hang is killed
+    assert len(trials) == 3 and all(t["score"] is not None for t in trials[:2])
+    assert trials[0]["status"] == "ok" and trials[1]["status"] in ("ok", "timeout")
+    assert trials[2]["status"] == "timeout" and "killed by the runner" in trials[2]["error"]
     # measured from the recorded timestamps: within max(2 s, 5 %) of the budget
     assert run["finished_at"] - run["started_at"] <= run["budget_s"] + allowed_overshoot(run["budget_s"])
     assert run["finished_at"] - run["started_at"] >= run["budget_s"]
@@ -140,3 +143,11 @@ strategies: [random]
             assert t == snapshot[t["id"]]  # every finished trial survived unchanged
     assert len([t for t in old if t["status"] != "ok"]) <= 1  # at most the one in flight
     assert all(t["status"] in ("ok", "interrupted") for t in old)
+
+
+def test_a_run_ends_with_the_leaderboard_and_where_the_report_and_dashboard_are(trouble):
+    result, _, _, _, results = trouble
+    assert "hangs" in result.stdout and "test" in result.stdout  # the leaderboard, on stdout
+    last = result.stderr.strip().splitlines()
+    hint = next(line for line in last if line.startswith("next:"))
+    assert f"tunebench report --results {results}" in hint and f"tunebench dashboard --results {results}" in hint

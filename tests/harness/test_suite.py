@@ -146,13 +146,17 @@ def test_compile_options_follow_the_training_block():
     from tunebench.settings import TrainingOptions
     from tunebench.training import compile_options
 
-    small = SimpleNamespace(count_params=lambda: 90_000)
-    big = SimpleNamespace(count_params=lambda: 20_000_000)
-    assert compile_options(TrainingOptions(), "tensorflow", small, 400) == {"steps_per_execution": 20}
-    assert compile_options(TrainingOptions(), "tensorflow", small, 30) == {}  # too few batches to bother
-    assert compile_options(TrainingOptions(), "tensorflow", big, 400) == {}
-    assert compile_options(TrainingOptions(), "torch", small, 400) == {}  # torch's trainer supports only 1
-    assert compile_options(TrainingOptions(jit_compile=False, steps_per_execution=8), "jax", big, 400) == {
+    model = SimpleNamespace(count_params=lambda: 90_000)  # the count no longer matters: the step time does
+    auto = TrainingOptions()
+    # a 5 ms step: 0.2 s / 5 ms = 40 batches a call, capped at 32 and at a twentieth of the epoch
+    assert compile_options(auto, "tensorflow", model, 1000, step_seconds=0.005) == {"steps_per_execution": 32}
+    assert compile_options(auto, "tensorflow", model, 400, step_seconds=0.005) == {"steps_per_execution": 20}
+    assert compile_options(auto, "tensorflow", model, 400, step_seconds=0.05) == {"steps_per_execution": 4}
+    assert compile_options(auto, "tensorflow", model, 400, step_seconds=0.5) == {}  # a slow step: one a call
+    assert compile_options(auto, "tensorflow", model, 30, step_seconds=0.001) == {}  # too few batches to bother
+    assert compile_options(auto, "tensorflow", model, 400) == {}  # no measured step: one a call
+    assert compile_options(auto, "torch", model, 400, step_seconds=0.001) == {}  # torch's trainer supports only 1
+    assert compile_options(TrainingOptions(jit_compile=False, steps_per_execution=8), "jax", model, 400) == {
         "jit_compile": False, "steps_per_execution": 8}
 
 

@@ -40,7 +40,7 @@ class FakeContext(SearchContext):
         self.declare(hp)
         return hp.params
 
-    def run_trial(self, hp, *, epochs=None, report=None, number=None):
+    def run_trial(self, hp, *, epochs=None, report=None, number=None, latency=False):
         if len(self._trials) >= self.limit:
             raise BudgetExhausted()
         score = self.declare(hp)

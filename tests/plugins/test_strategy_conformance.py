@@ -50,3 +50,13 @@ class TestKTHyperband(StrategyConformance):
 class TestAutoKeras(StrategyConformance):
     strategy = "autokeras"
     options = {"tuner": "random"}
+
+
+class TestOptunaNSGA2(StrategyConformance):
+    strategy = "optuna_nsga2"
+    options = {"objective": "params", "population_size": 4}
+
+
+class TestOptunaMOTPE(StrategyConformance):
+    strategy = "optuna_motpe"
+    options = {"objective": "latency", "n_startup_trials": 2}
