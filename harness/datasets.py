@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunebench.errors import OptionsError
+from tunebench.images import take
 from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
@@ -186,17 +187,27 @@ def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: floa
         digest.update(b"|")
     digest.update(b"own-test" if own_test else b"carved-test")
     digest.update(b"own-val" if own_val and own_test else b"carved-val")
-    x_test = data.x_test if own_test else data.x[test_idx]
+    # `take` copies rows out of arrays mapped from the decoded-image cache a chunk at a time, so
+    # that the splits are the only full copy in memory; own test / validation sets are copied too
+    # (nothing mapped leaves this function)
+    x_test = _in_memory(data.x_test) if own_test else take(data.x, test_idx)
     y_test = data.y_test if own_test else data.y[test_idx]
-    x_val, y_val = ((data.x_val, data.y_val) if own_val and own_test
-                    else (data.x[val_idx], data.y[val_idx]))
+    x_val, y_val = ((_in_memory(data.x_val), data.y_val) if own_val and own_test
+                    else (take(data.x, val_idx), data.y[val_idx]))
     return Splits(
-        x_train=data.x[train_idx], y_train=data.y[train_idx],
+        x_train=take(data.x, train_idx), y_train=data.y[train_idx],
         x_val=x_val, y_val=y_val,  # type: ignore[arg-type]
         x_test=x_test, y_test=y_test,  # type: ignore[arg-type]
         spec=dataclasses.replace(spec, train_size=len(train_idx)), fingerprint=digest.hexdigest()[:16],
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
     )
+
+
+def _in_memory(x: Any) -> Any:
+    """`x` itself, or a copy in memory when it is mapped from the decoded-image cache."""
+    import numpy as np
+
+    return take(x, np.arange(len(x))) if getattr(x, "_mmap", None) is not None else x
 
 
 def _strata(y: np.ndarray, task: Task) -> np.ndarray:

@@ -52,6 +52,8 @@ def load_and_record(job: SearchJob, store: Store, dataset: Dataset) -> Splits:
 
     data, placement = prepare_splits(job, dataset)
     check_fingerprint(store, job.run_id, data.fingerprint)
+    if dataset.notes.get("summary"):
+        print(f"dataset '{dataset.name}': {dataset.notes['summary']}", flush=True)
     if dataset.notes.get("skipped"):
         print(f"dataset '{dataset.name}': skipped {dataset.notes['skipped']} unreadable image(s): "
               f"{json.dumps(dataset.notes.get('skipped_files', {}), indent=1)}", flush=True)

@@ -105,6 +105,8 @@ SEARCH_KEYS = {
     "feasibility_guard": "true or false: stop a trial early when its first epoch cannot end before the deadline",
     "feasibility_margin": "a number >= 1: the projected epoch time is multiplied by it before the comparison",
     "hang_timeout": "a duration: a trial with no training progress for this long is killed; the search goes on",
+    "min_trials": "a whole number >= 2: each trial (but the family default) may use at most the time left divided "
+                  "by the scored trials still wanted, so that one long draw cannot take the rest of the search",
 }
 
 
@@ -122,12 +124,17 @@ class SearchOptions:
         feasibility_margin: the projection is multiplied by this before it is compared with the time left.
         hang_timeout_s: a trial whose training makes no progress (no batch ends) for this long is
             killed by the runner and the search goes on in a fresh process.
+        min_trials: the scored trials a search should end with. Each trial but the family default
+            (the baseline, which runs in full) may use at most the time left divided by the scored
+            trials still wanted; a trial cut there keeps its completed epochs and its best epoch's
+            score. None: no such cap.
     """
 
     first_trial: Literal["defaults", "none"] = "defaults"
     feasibility_guard: bool = True
     feasibility_margin: float = 1.0
     hang_timeout_s: float = 600.0
+    min_trials: int | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> tuple[SearchOptions, list[str]]:
@@ -155,6 +162,12 @@ class SearchOptions:
                 values["feasibility_margin"] = float(margin)
             else:
                 problems.append(f"'feasibility_margin' must be a number of at least 1, not {margin!r}")
+        least = raw.get("min_trials")
+        if least is not None:
+            if isinstance(least, int) and not isinstance(least, bool) and least >= 2:
+                values["min_trials"] = least
+            else:
+                problems.append(f"'min_trials' must be a whole number of at least 2, not {least!r}")
         hang = raw.get("hang_timeout")
         if hang is not None:
             try:

@@ -58,6 +58,10 @@ class ImageFolder(SizedDataset):
         "cache": Option(bool, True, "cache decoded images on disk ($TUNEBENCH_CACHE or ~/.cache/tunebench)"),
     }
 
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._files: dict[str, list[tuple[Path, str]]] | None = None
+
     @property
     def root(self) -> Path:
         return Path(os.path.expandvars(self.options["path"])).expanduser()
@@ -87,10 +91,19 @@ class ImageFolder(SizedDataset):
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def _images(self, folder: Path) -> list[Path]:
-        return sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p))
+        """The image files under `folder`, sorted (os.walk: Tiny-ImageNet's 100,000 in about a second)."""
+        found: list[Path] = []
+        for dirpath, _, filenames in os.walk(folder):
+            found.extend(path for path in (Path(dirpath, f) for f in filenames) if is_image(path))
+        return sorted(found)
 
     def files(self) -> dict[str, list[tuple[Path, str]]]:
-        """(image path, class name) per split: `all`, or `train`/`val`/`test`."""
+        """(image path, class name) per split: `all`, or `train`/`val`/`test` (listed once per instance)."""
+        if self._files is None:
+            self._files = self._list_files()
+        return self._files
+
+    def _list_files(self) -> dict[str, list[tuple[Path, str]]]:
         layout = self.layout()
         if layout == "classes":
             return {"all": [(img, c.name) for c in self._class_folders(self.root) for img in self._images(c)]}
@@ -122,13 +135,17 @@ class ImageFolder(SizedDataset):
         classes = self._class_folders(class_root)
         if len(classes) < 2:
             problems.append(f"{class_root} needs at least two class sub-folders; found {len(classes)}")
+        files = self.files()
+        training = files.get("all") or files.get("train") or []
+        counts = {c.name: 0 for c in classes}
+        for _, label in training:
+            counts[label] = counts.get(label, 0) + 1
         for c in classes:
-            folder = c / "images" if layout == "tiny_imagenet" and (c / "images").is_dir() else c
-            if not any(is_image(p) for p in folder.rglob("*") if p.is_file()):
+            if not counts[c.name]:
+                folder = c / "images" if layout == "tiny_imagenet" and (c / "images").is_dir() else c
                 problems.append(f"class '{c.name}' has no images ({folder})")
         if not problems:
             names = {c.name for c in classes}
-            files = self.files()
             for split, items in files.items():
                 unknown = sorted({label for _, label in items} - names)
                 if unknown:

@@ -37,9 +37,11 @@ def _run(tmp_path: Path, text: str, *plugins: str) -> tuple[Store, list[dict], P
 def test_a_slow_step_model_under_auto_steps_per_execution_stops_at_its_deadline_without_a_kill(tmp_path):
     """Few parameters, many FLOPs, many batches per epoch: the parameter-count rule would have run 26
     slow batches per compiled call (seconds between deadline checks); the measured step keeps calls
-    short. The guard is off: this is the deadline's own cooperative stop."""
+    short. The guard is off: this is the deadline's own cooperative stop. The budget leaves room for
+    tracing the training step on a loaded machine (it once took most of an 8 s budget); a call of
+    26 such batches would still overrun the runner's grace many times over."""
     store, runs, _ = _run(tmp_path, """
-budget: 8s
+budget: 20s
 max_epochs: 1
 first_trial: none
 feasibility_guard: false
@@ -75,6 +77,26 @@ def test_the_feasibility_guard_stops_a_trial_that_cannot_finish_its_first_epoch_
     assert store.run(run_id)["status"] == "ok"
 
 
+def test_a_hopeless_trial_is_stopped_before_training_from_its_timed_forward_pass(tmp_path):
+    """Three full-resolution convolutions over 16,800 32x32 images: a first epoch of well over a minute
+    here against a 20 s search. The forward pass timed at build time says so before the training
+    step is traced, so the trial costs about its build, and the next one (the same model: the
+    guard judges each trial on its own) is stopped the same way."""
+    store, run_id, _ = run_search(tmp_path, dataset="synthetic", model_family="scripted", budget_s=20,
+                                  max_epochs=1, model_options={"heavy": 3},
+                                  dataset_options={"size": 32, "channels": 3, "classes": 4, "samples": 24000},
+                                  strategy_options={"max_trials": 2}, search_options={"first_trial": "none"})
+    trials = store.trials([run_id])
+    assert len(trials) == 2
+    for trial in trials:
+        feasibility = trial["notes"]["feasibility"]
+        assert trial["status"] == "timeout" and trial["error_kind"] == "infeasible"
+        assert "from a timed forward pass" in trial["error"] and feasibility["before_training"] is True
+        assert feasibility["first_epoch_s"] > 2 * feasibility["left_s"]
+        assert trial["params"] and trial["param_count"] and trial["epochs_done"] == 0
+        assert "to_first_step" not in trial["timings"]  # never reached a training step
+
+
 def test_the_guard_can_be_switched_off(tmp_path):
     store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=4, max_epochs=1,
                                   model_options={"script": ["slow"], "batch_sleep": 0.5, "params": {"epochs": 1}},
@@ -82,6 +104,28 @@ def test_the_guard_can_be_switched_off(tmp_path):
     first = store.trials([run_id])[0]
     assert first["status"] == "timeout" and first["error_kind"] == "deadline"
     assert "feasibility" not in (first["notes"] or {})
+
+
+def test_min_trials_gives_each_trial_its_share_of_the_time_left(tmp_path):
+    """Every draw wants 20 epochs of about 3.5 s (sleeps) in a 30 s search: without a cap the first
+    would take it all. With min_trials: 3 each trial may use the time left over the scored trials
+    still wanted, keeps its best epoch when cut, and the search ends with three scored trials."""
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=30, max_epochs=20,
+                                  model_options={"then": "slow", "batch_sleep": 0.1, "params": {"epochs": 20}},
+                                  dataset_options={"limit": 1500},
+                                  search_options={"min_trials": 3, "first_trial": "none"})
+    run, trials = store.run(run_id), store.trials([run_id])
+    scored = [t for t in trials if t["score"] is not None]
+    assert len(scored) >= 3
+    first, second = trials[0], trials[1]
+    budget_end = run["started_at"] + run["budget_s"]
+    for trial, wanted in ((first, 3), (second, 2)):
+        cap = trial["notes"]["min_trials_cap_s"]
+        # the time left when it started, over the scored trials still wanted (clock start to trial start: < 2 s)
+        assert abs(cap - (budget_end - trial["started_at"]) / wanted) < 2.0
+        assert trial["finished_at"] - trial["started_at"] <= cap + allowed_overshoot(cap)
+        assert trial["status"] == "timeout" and trial["error_kind"] == "deadline" and trial["epochs_done"] >= 1
+    assert "min_trials_cap_s" not in (trials[2]["notes"] or {})  # the last one wanted runs to the deadline
 
 
 @pytest.mark.parametrize("cause", ["trial_budget", "hang_timeout"])

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, tunebench, write_suite
-from tunebench.errors import DataError
+from tunebench.errors import DataError, OptionsError
 from tunebench.images import load_images
 from tunebench.plugins.datasets.csv_manifest import CSVManifest
 from tunebench.plugins.datasets.image_folder import ImageFolder
@@ -65,6 +65,25 @@ def test_decoded_images_are_cached_and_the_cache_follows_the_files(folder):
     np.testing.assert_array_equal(first.x, again.x)
     save(paths[0], size=(30, 30), value=99)  # a changed file is decoded again
     assert not load_images(paths, (16, 16)).from_cache
+
+
+def test_cached_images_are_mapped_and_the_splits_are_plain_arrays_with_the_same_rows(folder, monkeypatch):
+    from tunebench import images
+
+    monkeypatch.setattr(images, "TAKE_CHUNK_BYTES", 16 * 16 * 3 * 5)  # five rows a chunk: several chunks
+    ds = ImageFolder(path=str(folder), size=16)
+    mapped = ds.load()
+    assert isinstance(mapped.x, np.memmap) and not mapped.x.flags.writeable
+    plain = ImageFolder(path=str(folder), size=16, cache=False)
+    assert not isinstance(plain.load().x, np.memmap)
+    a, b = ds.splits(3), plain.splits(3)
+    assert a.fingerprint == b.fingerprint
+    for name in ("x_train", "x_val", "x_test"):
+        x = getattr(a, name)
+        assert type(x) is np.ndarray and x.flags.owndata  # copied out of the mapping, not a view of it
+        np.testing.assert_array_equal(x, getattr(b, name))
+    index = np.array([7, 0, 22, 3, 3, 15, 1])
+    np.testing.assert_array_equal(images.take(mapped.x, index), np.asarray(mapped.x)[index])
 
 
 def test_empty_class_and_missing_folder_are_reported_up_front(folder, tmp_path):
@@ -133,6 +152,70 @@ def test_csv_manifest_problems_are_reported_up_front(tmp_path):
     problems = CSVManifest(path=str(csv), label_column="genre").check()
     assert any("no column genre" in p for p in problems)
     assert "does not exist" in CSVManifest(path=str(tmp_path / "nope.csv")).check()[0]
+
+
+def posters(tmp_path):
+    """A posters-like folder: Id + a genre-list column + one-hot columns, a duplicated Id, a row with
+    no genre, and images no row names (as in the IMDb posters snapshot)."""
+    genres = ["Action", "Comedy", "Drama", "N/A"]
+    rows = [("tt01", ["Comedy", "Drama"]), ("tt02", ["Drama"]), ("tt03", ["Action", "Comedy"]),
+            ("tt04", ["Comedy"]), ("tt05", ["Drama", "Action"]), ("tt06", ["N/A"]), ("tt07", []),
+            ("tt02", ["Drama"]), ("tt08", ["Comedy"]), ("tt09", ["Drama"]), ("tt10", ["Action"])]
+    for i, (id_, _) in enumerate(rows):
+        save(tmp_path / "posters" / "images" / f"{id_}.jpg", value=i)
+    for extra in ("tt98", "tt99"):
+        save(tmp_path / "posters" / "images" / f"{extra}.jpg", value=7)
+    lines = ["Id,Genre," + ",".join(genres)]
+    for id_, labels in rows:
+        onehot = ",".join("1" if g in labels else "0" for g in genres)
+        lines.append(f'{id_},"{labels!r}",{onehot}')
+    (tmp_path / "posters" / "labels.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "posters" / "labels.csv"
+
+
+def test_csv_manifest_reads_the_posters_layout_as_it_comes(tmp_path):
+    csv = posters(tmp_path)
+    common = dict(path=str(csv), path_column="Id", path_template="images/{}.jpg", size=8)
+    multi = CSVManifest(**common, label_column="Genre", drop_classes=["N/A"])
+    assert multi.check() == [] and multi.spec.task == "multilabel"
+    assert multi.spec.class_names == ("Action", "Comedy", "Drama")
+    data = multi.load()
+    # 11 rows: tt02 twice (first kept), tt06 only N/A (outside the classes), tt07 no genre
+    assert data.x.shape == (8, 8, 8, 3) and data.y[0].tolist() == [0, 1, 1]
+    notes = multi.notes
+    assert (notes["rows_read"], notes["rows_used"], notes["duplicated_paths"], notes["rows_without_label"],
+            notes["rows_outside_the_classes"], notes["images_without_row"]) == (11, 8, 1, 1, 1, 2)
+    assert notes["duplicated_examples"] == ["images/tt02.jpg"]
+    assert sorted(notes["images_without_row_examples"]) == [str(csv.parent / "images" / f"{i}.jpg")
+                                                             for i in ("tt98", "tt99")]
+    assert "11 rows read, 8 images used" in notes["summary"] and "2 images without row" in notes["summary"]
+
+    onehot = CSVManifest(**common, label_columns="auto", drop_classes=["N/A"]).load()
+    np.testing.assert_array_equal(onehot.y, data.y)  # the one-hot columns say what the list says
+
+
+def test_csv_manifest_derives_a_multiclass_task_from_first_labels(tmp_path):
+    csv = posters(tmp_path)
+    ds = CSVManifest(path=str(csv), path_column="Id", path_template="images/{}.jpg", label_column="Genre",
+                     first_label_only=True, top_classes=2, size=8)
+    # first labels: Comedy x3 (tt01, tt04, tt08), Drama x3 (tt02, tt05, tt09), Action x2, N/A x1
+    assert ds.spec.task == "multiclass" and ds.spec.class_names == ("Comedy", "Drama")
+    data = ds.load()
+    assert data.y.tolist() == [0, 1, 0, 1, 0, 1]
+    assert ds.notes["rows_outside_the_classes"] == 3 and ds.notes["rows_without_label"] == 1
+
+
+def test_csv_manifest_option_mistakes_say_what_to_fix(tmp_path):
+    csv = posters(tmp_path)
+    with pytest.raises(OptionsError, match="path_template must hold one"):
+        CSVManifest(path=str(csv), path_template="images/x.jpg")
+    with pytest.raises(OptionsError, match="one-hot label_columns have no order"):
+        CSVManifest(path=str(csv), label_columns=["Drama"], first_label_only=True)
+    strict = CSVManifest(path=str(csv), path_column="Id", path_template="images/{}.jpg", label_column="Genre",
+                         duplicates="error")
+    assert any("lists 1 path(s) more than once, e.g. images/tt02.jpg" in p for p in strict.check())
+    plain = CSVManifest(path=str(csv), path_column="Id", label_column="Genre")  # no template: paths missing
+    assert any("none of the images exists" in p and "path_template" in p for p in plain.check())
 
 
 def test_synthetic_is_seeded_and_supports_multilabel():
