@@ -35,16 +35,6 @@ class FatalTrialError(Exception):
     """A trial failed in a way every trial would (a user error such as a misspelt pin)."""
 
 
-#: The pre-flight guard stops a trial whose first epoch is projected, from its timed forward pass,
-#: at more than this many times the time left (the estimate is rough: closer calls train and are
-#: judged from their real steps).
-PREFLIGHT_FACTOR = 2.0
-
-
-class _Infeasible(Exception):
-    """The pre-flight feasibility guard's verdict (`TrialContext._preflight`)."""
-
-
 class TrialContext(SearchContext):
     """Runs, times and records each trial of one search (one lane of it, with parallel trials).
 
@@ -121,22 +111,6 @@ class TrialContext(SearchContext):
         record = self.run_trial(FixedHyperParameters(self.family.default_values(self.spec)), number=number)
         self.store.update_run(self.run_id, default_val=record.score)
         return record
-
-    def _preflight(self, settings: Any, deadline: float, margin: float) -> dict[str, Any] | None:
-        """The feasibility guard before training: a first epoch projected, from the forward passes
-        timed when the model was built (`step_compute_seconds`, the compute without the dispatch),
-        at more than `PREFLIGHT_FACTOR` times the time left is not started (tracing and the first
-        steps would cost seconds more). Closer calls are left to the guard's judgement from the
-        real steps. None when it may start."""
-        step_s = settings.extra.get("step_compute_seconds")
-        if not step_s:
-            return None
-        steps = math.ceil(len(self._data.x_train) / max(1, settings.batch_size))
-        projected, left = step_s * steps, deadline - time.monotonic()
-        if projected * margin <= PREFLIGHT_FACTOR * max(left, 0.0):
-            return None
-        return {"first_epoch_s": round(projected, 2), "left_s": round(left, 2), "margin": margin,
-                "stopped": True, "before_training": True}
 
     def _fair_share(self, now: float, *, default: bool) -> float | None:
         """With `min_trials`, the deadline that leaves the scored trials still wanted after this one
@@ -217,8 +191,6 @@ class TrialContext(SearchContext):
             notes["steps_per_execution"] = int(settings.compile_options.get("steps_per_execution", 1))
             if settings.extra.get("step_seconds") is not None:
                 notes["step_seconds"] = round(float(settings.extra["step_seconds"]), 5)
-            if settings.extra.get("step_compute_seconds") is not None:
-                notes["step_compute_seconds"] = round(float(settings.extra["step_compute_seconds"]), 5)
             if latency or (self.rule is not None and self.rule.metric == "latency"):
                 # inference latency does not depend on the weights: measured before training
                 latency_ms = training.inference_ms(model, self._data.x_val, limit=512)
@@ -230,13 +202,6 @@ class TrialContext(SearchContext):
                                     epoch_budget=epoch_budget, model_bytes=model_size, notes=notes)
             timings["build"] = time.monotonic() - tb
             guard = self.search_options
-            if guard.feasibility_guard:
-                hopeless = self._preflight(settings, deadline, guard.feasibility_margin)
-                if hopeless is not None:
-                    notes["feasibility"] = hopeless
-                    raise _Infeasible(f"projected {hopeless['first_epoch_s']:.0f} s for its first epoch from a "
-                                      f"timed forward pass, {hopeless['left_s']:.0f} s were left (feasibility "
-                                      f"guard, before training)")
             callback = training.TrialCallback(
                 deadline, self.objective, on_epoch, beat=beat, save=save,
                 guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
@@ -253,8 +218,6 @@ class TrialContext(SearchContext):
                 status, error, error_kind = TIMEOUT, callback.infeasible, "infeasible"
             elif callback.timed_out:
                 status, error_kind = TIMEOUT, "deadline"
-        except _Infeasible as exc:
-            status, error, error_kind = TIMEOUT, str(exc), "infeasible"
         except TrialPruned:
             status = PRUNED
         except SpaceError as exc:

@@ -171,8 +171,6 @@ class TrialCallback(keras.callbacks.Callback):
     def _validation_estimate(self) -> float:
         """Seconds the validation pass about to start should take: the last one's, or for the first,
         about half the training step's tracing plus a sixth of the epoch's training time."""
-        if self.guard is None:
-            return 0.0
         if self.epoch_seconds and self.eval_seconds:
             return self.eval_seconds / len(self.epoch_seconds)
         return 0.5 * (self.first_step_s or 0.0) + self._train_s / 6
@@ -439,33 +437,23 @@ def set_precision(options: TrainingOptions) -> None:
     keras.mixed_precision.set_global_policy(options.dtype_policy)
 
 
-def estimate_step_seconds(model: Any, sample: Any, batch_size: int) -> tuple[float, float]:
-    """Seconds one training step of `batch_size` images is expected to take, from forward passes:
-    (with dispatch, the compute alone).
+def estimate_step_seconds(model: Any, sample: Any, batch_size: int) -> float:
+    """Seconds one training step of `batch_size` images is expected to take, from a forward pass.
 
-    The first figure: an eager forward pass of a few images (after a warm-up), scaled to the batch
-    and times three for the backward pass and the update. Eager dispatch makes it an overestimate
-    for small models, which errs on the side of checking the deadline more often
-    (`steps_per_execution: auto`). The second: the same pass on one image is timed too, and only
-    the difference per image is scaled to the batch, so the fixed dispatch cost (paid once per
-    compiled call when training) is left out. It errs low, which suits the feasibility guard's
-    verdict before training: a trial it lets through is judged again from its real steps.
+    Two eager forward passes of a few images (the second is timed), scaled to the batch and times
+    three for the backward pass and the update. Eager dispatch makes it an overestimate for tiny
+    models, which errs on the side of checking the deadline more often. (Timing a second batch
+    size to separate the dispatch made a later `fit` of a convolutional net stall at its start
+    now and then, under TensorFlow on CPU: one shape only.)
     """
     import numpy as np
 
     n = max(1, min(len(sample), batch_size, 16))
     x = np.asarray(sample[:n])
     model(x, training=False)
-    model(x[:1], training=False)
-    start = time.perf_counter()
-    model(x[:1], training=False)
-    one = time.perf_counter() - start
     start = time.perf_counter()
     model(x, training=False)
-    several = time.perf_counter() - start
-    with_dispatch = 3.0 * several * batch_size / n
-    per_image = max(0.0, several - one) / (n - 1) if n > 1 else several
-    return with_dispatch, 3.0 * per_image * batch_size
+    return 3.0 * (time.perf_counter() - start) * batch_size / n
 
 
 def compile_options(options: TrainingOptions, backend: str, model: Any, steps_per_epoch: int,
@@ -506,7 +494,7 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         train_size: images in the training split, for the batches of an epoch.
         weights: a `.weights.h5` file to load before compiling (the test evaluation).
         sample: a few training images, to time a step for `steps_per_execution: auto` (the
-            measurements are in `settings.extra["step_seconds"]` and `["step_compute_seconds"]`).
+            measurement is recorded in `settings.extra["step_seconds"]`).
 
     Raises:
         SpaceError: the suite pins a hyperparameter the family never declares.
@@ -523,14 +511,14 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "
                          f"family '{family.name}' (it declares: {declared})")
     backend = keras.backend.backend()
-    step_seconds, compute_seconds = None, None
+    step_seconds = None
     if options.steps_per_execution == "auto" and backend != "torch" and sample is not None and len(sample):
         try:
-            step_seconds, compute_seconds = estimate_step_seconds(model, sample, settings.batch_size)
+            step_seconds = estimate_step_seconds(model, sample, settings.batch_size)
         except Exception:  # a model that cannot run before `fit` (layers adapted there): one step a call
-            step_seconds, compute_seconds = None, None
+            step_seconds = None
     settings = dataclasses.replace(
-        settings, extra={**settings.extra, "step_seconds": step_seconds, "step_compute_seconds": compute_seconds},
+        settings, extra={**settings.extra, "step_seconds": step_seconds},
         compile_options=compile_options(options, backend, model, train_size // settings.batch_size, step_seconds))
     if weights is not None:
         model.load_weights(weights)  # before compiling: the file holds no optimizer state we need

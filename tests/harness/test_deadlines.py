@@ -38,10 +38,11 @@ def test_a_slow_step_model_under_auto_steps_per_execution_stops_at_its_deadline_
     """Few parameters, many FLOPs, many batches per epoch: the parameter-count rule would have run 26
     slow batches per compiled call (seconds between deadline checks); the measured step keeps calls
     short. The guard is off: this is the deadline's own cooperative stop. The budget leaves room for
-    tracing the training step on a loaded machine (it once took most of an 8 s budget); a call of
-    26 such batches would still overrun the runner's grace many times over."""
+    tracing the training step on a loaded machine (it once took most of an 8 s budget), and the
+    epoch (525 steps of about 0.05 s or more) cannot end inside it, so no validation pass starts;
+    a call of 26 such batches would still overrun the runner's grace."""
     store, runs, _ = _run(tmp_path, """
-budget: 20s
+budget: 12s
 max_epochs: 1
 first_trial: none
 feasibility_guard: false
@@ -75,26 +76,6 @@ def test_the_feasibility_guard_stops_a_trial_that_cannot_finish_its_first_epoch_
     assert first["params"] and first["param_count"]  # on record although it never finished an epoch
     assert second["status"] == "ok" and second["score"] is not None
     assert store.run(run_id)["status"] == "ok"
-
-
-def test_a_hopeless_trial_is_stopped_before_training_from_its_timed_forward_pass(tmp_path):
-    """Three full-resolution convolutions over 16,800 32x32 images: a first epoch of well over a minute
-    here against a 20 s search. The forward pass timed at build time says so before the training
-    step is traced, so the trial costs about its build, and the next one (the same model: the
-    guard judges each trial on its own) is stopped the same way."""
-    store, run_id, _ = run_search(tmp_path, dataset="synthetic", model_family="scripted", budget_s=20,
-                                  max_epochs=1, model_options={"heavy": 3},
-                                  dataset_options={"size": 32, "channels": 3, "classes": 4, "samples": 24000},
-                                  strategy_options={"max_trials": 2}, search_options={"first_trial": "none"})
-    trials = store.trials([run_id])
-    assert len(trials) == 2
-    for trial in trials:
-        feasibility = trial["notes"]["feasibility"]
-        assert trial["status"] == "timeout" and trial["error_kind"] == "infeasible"
-        assert "from a timed forward pass" in trial["error"] and feasibility["before_training"] is True
-        assert feasibility["first_epoch_s"] > 2 * feasibility["left_s"]
-        assert trial["params"] and trial["param_count"] and trial["epochs_done"] == 0
-        assert "to_first_step" not in trial["timings"]  # never reached a training step
 
 
 def test_the_guard_can_be_switched_off(tmp_path):

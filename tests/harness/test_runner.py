@@ -78,7 +78,10 @@ def test_a_search_where_every_trial_fails_is_failed_and_the_suite_goes_on(troubl
     result, store, runs, _, _ = trouble
     run = runs["never_works"]
     assert run["status"] == "failed" and "no trial finished with a validation score" in run["error"]
-    assert len(store.trials([run["id"]])) >= 2 and {t["status"] for t in store.trials([run["id"]])} == {"failed"}
+    trials = store.trials([run["id"]])
+    # every trial failed, but the last may be one the feasibility guard did not start so near the deadline
+    assert len(trials) >= 2 and {t["status"] for t in trials[:-1]} == {"failed"}
+    assert trials[-1]["status"] == "failed" or trials[-1]["error_kind"] == "infeasible"
     assert result.returncode == 1 and "2 search(es) failed" in result.stderr
     assert "Traceback" not in result.stderr
 
