@@ -11,6 +11,7 @@ store, so the dashboard follows a suite while it runs. optuna-dashboard is an op
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Container, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,9 @@ def storage(store: Store) -> Any:
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run optuna-dashboard over `store` until interrupted (bound to `host`, loopback by default)."""
     dashboard = require("optuna_dashboard", extra="dashboard", purpose="tunebench dashboard")
+    # The dashboard only reads, so SIGTERM may end it at once. The CLI's SIGTERM handler raises SystemExit,
+    # which wsgiref swallows when it lands inside a request; the server would then run on.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     dashboard.run_server(storage(store), host=host, port=port)
 
 

@@ -75,7 +75,12 @@ def dashboard(tmp_path):
         yield base, store, ids
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("the dashboard did not stop on SIGTERM within 30 s")
 
 
 def test_the_dashboard_serves_every_run_as_a_study_with_its_trials_and_epochs(dashboard):
