@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from tunebench.store import Store
     from tunebench.strategies import SearchStrategy, SelectionRule
 
+#: Training images handed to `training.build_trial_model` to time a step: a whole batch up to this.
+ESTIMATE_SAMPLE = 256
+
 
 class FatalTrialError(Exception):
     """A trial failed in a way every trial would (a user error such as a misspelt pin)."""
@@ -74,6 +77,7 @@ class TrialContext(SearchContext):
         #: The least time a trial of this search has needed from its start to its first batch end
         #: (building, compiling, tracing): with less time left, no trial can train at all.
         self._least_start_s: float | None = None
+        self._spent: Any = None  # the last trial's model, freed by `release` (see there)
         #: The weights file this process keeps for each trial (the run's best, and the family default's).
         self._files: dict[int, Path] = {}
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
@@ -124,13 +128,20 @@ class TrialContext(SearchContext):
             return None
         return now + self.budget.remaining() / left
 
+    def _no_time(self) -> bool:
+        return self.budget.expired or (self._least_start_s is not None
+                                       and self.budget.remaining() < self._least_start_s)
+
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
                   report: EpochReport | None = None, number: int | None = None,
                   latency: bool = False) -> TrialRecord:
-        if self.budget.expired or (self._least_start_s is not None
-                                   and self.budget.remaining() < self._least_start_s):
+        if self._no_time():
             raise BudgetExhausted()
         from tunebench import training
+
+        self.release()
+        if self._no_time():  # freeing the last trial's model took the time that was left
+            raise BudgetExhausted()
 
         if number is None:
             number = self.next_number()
@@ -184,7 +195,7 @@ class TrialContext(SearchContext):
             model, settings = training.build_trial_model(
                 self.family, hp, self.spec, self.options, max_epochs=self.max_epochs,
                 epochs=None if default else epochs, train_size=len(self._data.x_train),
-                sample=self._data.x_train[:16])
+                sample=self._data.x_train[:ESTIMATE_SAMPLE])
             epoch_budget = settings.epochs
             param_count = int(model.count_params())
             model_size = training.model_bytes(model)
@@ -202,17 +213,31 @@ class TrialContext(SearchContext):
                                     epoch_budget=epoch_budget, model_bytes=model_size, notes=notes)
             timings["build"] = time.monotonic() - tb
             guard = self.search_options
-            callback = training.TrialCallback(
-                deadline, self.objective, on_epoch, beat=beat, save=save,
-                guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
-                on_progress=lambda: self.events.send("progress", lane=self.lane))
-            tf = time.monotonic()
-            try:
-                self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
-            except training.TrialStopped:  # the callback left fit at the deadline or on the guard's word
+            verdict = training.prefit_verdict(
+                settings.extra.get("step_seconds"), len(self._data.x_train), settings.batch_size,
+                deadline - time.monotonic(), guard.feasibility_margin) if guard.feasibility_guard else None
+            if verdict is not None and verdict[1] is not None:
+                # hopeless by the estimate taken at build time: not even traced
+                status, error, error_kind = TIMEOUT, verdict[1], "infeasible"
+                notes["feasibility"] = {"estimated_epoch_s": round(verdict[0], 2),
+                                        "left_s": round(deadline - time.monotonic(), 2),
+                                        "margin": guard.feasibility_margin, "before_training": True, "stopped": True}
+            else:
+                if verdict is not None:
+                    notes["estimated_epoch_s"] = round(verdict[0], 2)
+                callback = training.TrialCallback(
+                    deadline, self.objective, on_epoch, beat=beat, save=save,
+                    guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
+                    on_progress=lambda: self.events.send("progress", lane=self.lane))
+                tf = time.monotonic()
+                try:
+                    self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
+                except training.TrialStopped:  # the callback left fit at the deadline or on the guard's word
+                    pass
+                timings["train"] = time.monotonic() - tf
+            if callback is None:
                 pass
-            timings["train"] = time.monotonic() - tf
-            if callback.non_finite:
+            elif callback.non_finite:
                 status, error, error_kind = NAN, "loss became NaN or infinite", "nan"
             elif callback.infeasible:
                 status, error, error_kind = TIMEOUT, callback.infeasible, "infeasible"
@@ -241,10 +266,11 @@ class TrialContext(SearchContext):
         if score is not None and beat != math.inf and (self._best_score is None or score > self._best_score):
             self._best_score = score  # a trial outside the selection rule never sets the bar
         history = tuple(callback.history) if callback is not None else ()
-        if model is not None:
-            training.release(model)
-            model = None
-        timings["rss_mb"] = rss_mb()  # host memory after the trial: flat across trials, or a leak
+        # Freed at the next trial's start or when the search ends, not here: clearing Keras's state
+        # (a garbage collection that may meet TensorFlow's input pipeline) took over a second now
+        # and then, which at the deadline kept the trial off the record past the runner's grace.
+        self._spent, model = model, None
+        timings["rss_mb"] = rss_mb()  # host memory at the trial's end (with its model): flat across trials, or a leak
         finished_wall = time.time()
         params = hp.values
         self.store.finish_trial(
@@ -262,6 +288,14 @@ class TrialContext(SearchContext):
         if fatal is not None and not any(t.status == OK for t in self._trials):
             raise FatalTrialError(str(fatal))
         return record
+
+    def release(self) -> None:
+        """Free the last trial's model and Keras's global state (`training.release`)."""
+        if self._spent is not None:
+            from tunebench import training
+
+            spent, self._spent = self._spent, None
+            training.release(spent)
 
     def _keep(self, number: int, path: Path, became_best: bool, default: bool) -> None:
         """After an epoch's weights were written and its record committed: keep the file while the

@@ -80,6 +80,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
                         trial_seconds=job.trial_budget_s)
         ctx = TrialContext(job, store, family, data, budget, events, rule=strategy.selection_rule())
         _, error = drive(strategy, ctx)
+        ctx.release()
         if error:
             print(f"lane {job.lane} of run {job.run_id}: {error}", flush=True)
         return RunStatus.OK if error is None else RunStatus.FAILED

@@ -440,20 +440,47 @@ def set_precision(options: TrainingOptions) -> None:
 def estimate_step_seconds(model: Any, sample: Any, batch_size: int) -> float:
     """Seconds one training step of `batch_size` images is expected to take, from a forward pass.
 
-    Two eager forward passes of a few images (the second is timed), scaled to the batch and times
-    three for the backward pass and the update. Eager dispatch makes it an overestimate for tiny
-    models, which errs on the side of checking the deadline more often. (Timing a second batch
-    size to separate the dispatch made a later `fit` of a convolutional net stall at its start
-    now and then, under TensorFlow on CPU: one shape only.)
+    Two eager forward passes of a whole batch where `sample` has one (the second is timed), times
+    three for the backward pass and the update. A full batch keeps eager dispatch a small part of
+    the figure (timing 16 images and scaling up to 256 multiplied it by 16: up to 7 times the real
+    step on CIFAR-10-sized nets); what remains makes it an overestimate for tiny models, which errs
+    on the side of checking the deadline more often. (Timing a second batch size to separate the
+    dispatch made a later `fit` of a convolutional net stall at its start now and then, under
+    TensorFlow on CPU: one shape only.)
     """
     import numpy as np
 
-    n = max(1, min(len(sample), batch_size, 16))
+    n = max(1, min(len(sample), batch_size))
     x = np.asarray(sample[:n])
     model(x, training=False)
     start = time.perf_counter()
     model(x, training=False)
     return 3.0 * (time.perf_counter() - start) * batch_size / n
+
+
+#: The verdict before training rejects a draw only when its estimated first epoch is this many times
+#: the time left: on 14 draws of `scratch_cnn`'s space on the CIFAR-10 subset (2 CPU cores) the
+#: full-batch estimate was 0.60-1.74 times the measured epoch (benchmarks/REFERENCE.md, section E).
+PREFIT_FACTOR = 2.0
+
+
+def prefit_verdict(step_seconds: float | None, train_size: int, batch_size: int, left_s: float,
+                   margin: float = 1.0) -> tuple[float, str | None] | None:
+    """The feasibility guard's verdict before training, from the forward pass timed at build time.
+
+    Returns None without an estimate, else (estimated first-epoch seconds, the reason to stop, or
+    None when the trial may start). A draw is stopped only when the estimate is `PREFIT_FACTOR`
+    times past the time left (times `margin`), so that an estimate that runs high does not turn a
+    feasible trial away; the first steps of `fit` judge the rest (`TrialCallback`). This saves the
+    tracing and first steps (several seconds) of a hopeless draw.
+    """
+    if step_seconds is None or step_seconds <= 0 or batch_size <= 0:
+        return None
+    epoch_s = step_seconds * math.ceil(train_size / batch_size)
+    if epoch_s * margin <= PREFIT_FACTOR * left_s:
+        return epoch_s, None
+    return epoch_s, (f"estimated {epoch_s:.0f} s for its first epoch, {max(left_s, 0):.0f} s were left "
+                     f"(feasibility guard before training, margin {margin:g})")
 
 
 def compile_options(options: TrainingOptions, backend: str, model: Any, steps_per_epoch: int,

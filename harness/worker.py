@@ -97,6 +97,7 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
                          n_trials=store.trial_count(job.run_id), cpu_seconds=cpu,
                          accelerator_seconds=(finished - started) * gpus)
         events.send("search_done", finished_at=finished, stop_reason=stop_reason)
+        ctx.release()  # the last trial's model, once the search is on record
         if error is not None:
             store.fail_run(job.run_id, error)
             return RunStatus.FAILED

@@ -427,6 +427,7 @@ strategies: [{random: {max_trials: 2}}]
     assert all(t["status"] != "running" for t in trials), [(t["number"], t["status"]) for t in trials]
 
 
+@pytest.mark.slow  # kills the runner mid-suite: the slow tier
 def test_rows_before_and_after_a_kill_of_the_runner_are_kept(tmp_path):
     """Faults keep the record: the kill -9 of the runner (tested in depth in test_runner.py) leaves the
     trial in flight `running`, and the next run marks it `interrupted` and runs the search again."""

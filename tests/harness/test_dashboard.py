@@ -23,6 +23,9 @@ from tunebench.store import Store
 pytest.importorskip("optuna_dashboard")
 
 
+pytestmark = pytest.mark.slow  # a real server (and Chromium): the slow tier (make test-slow)
+
+
 def _store(results: Path) -> tuple[Store, list[int]]:
     store = Store.open(results)
     ids = []

@@ -78,6 +78,47 @@ def test_the_feasibility_guard_stops_a_trial_that_cannot_finish_its_first_epoch_
     assert store.run(run_id)["status"] == "ok"
 
 
+def test_a_draw_estimated_hopeless_at_build_time_is_not_trained_and_the_next_runs(tmp_path, monkeypatch):
+    # The step time timed at build time (a forward pass) says the first draw needs far more than the
+    # search has: it is stopped before `fit` (no tracing, no steps) with its estimate and reason.
+    from tunebench import training
+
+    real, calls = training.estimate_step_seconds, []
+
+    def estimate(model, sample, batch_size):
+        calls.append(batch_size)
+        return 5.0 if len(calls) == 1 else real(model, sample, batch_size)
+
+    monkeypatch.setattr(training, "estimate_step_seconds", estimate)
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=30, max_epochs=1,
+                                  model_options={"params": {"epochs": 1, "batch_size": 32}},
+                                  dataset_options={"limit": 1500}, strategy_options={"max_trials": 2},
+                                  search_options={"first_trial": "none"})
+    first, second = store.trials([run_id])[:2]
+    assert first["status"] == "timeout" and first["error_kind"] == "infeasible"
+    assert "before training" in first["error"] and "estimated" in first["error"]
+    feasibility = first["notes"]["feasibility"]
+    assert feasibility["before_training"] is True and feasibility["stopped"] is True
+    assert feasibility["estimated_epoch_s"] > training.PREFIT_FACTOR * feasibility["left_s"]
+    assert first["epochs_done"] == 0 and "train" not in first["timings"]  # never traced nor stepped
+    assert first["params"] and first["param_count"]
+    assert second["status"] == "ok" and second["score"] is not None
+    assert calls[0] == 32
+
+
+def test_the_verdict_before_training_leaves_room_for_an_estimate_that_runs_high():
+    from tunebench.training import PREFIT_FACTOR, prefit_verdict
+
+    assert prefit_verdict(None, 1000, 32, 10.0) is None
+    epoch_s, reason = prefit_verdict(0.5, 1000, 100, 10.0)  # 10 steps of 0.5 s: 5 s, fits
+    assert epoch_s == pytest.approx(5.0) and reason is None
+    # up to PREFIT_FACTOR times the time left is still left to the first steps to judge
+    assert prefit_verdict(0.5, 1000, 100, 5.0 / PREFIT_FACTOR)[1] is None
+    epoch_s, reason = prefit_verdict(0.5, 1001, 100, 2.0)  # 11 steps: 5.5 s against 2 s
+    assert epoch_s == pytest.approx(5.5) and "estimated 6 s" in reason and "2 s were left" in reason
+    assert prefit_verdict(0.5, 1000, 100, 3.0, margin=1.5)[1] is not None  # 7.5 > 2 x 3
+
+
 def test_the_guard_can_be_switched_off(tmp_path):
     store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=4, max_epochs=1,
                                   model_options={"script": ["slow"], "batch_sleep": 0.5, "params": {"epochs": 1}},

@@ -10,6 +10,8 @@ from tunebench.budget import allowed_overshoot
 from tunebench.job import weights_path
 from tunebench.store import Store
 
+pytestmark = pytest.mark.slow  # two suites of 60 s searches: the slow tier (make test-slow)
+
 SUITE = """name: lanes
 budget: 60s
 first_trial: none

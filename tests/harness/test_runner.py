@@ -40,6 +40,7 @@ def trouble(tmp_path_factory):
     return result, store, runs, suite, results
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
     result, store, runs, _, _ = trouble
     run = runs["hangs"]
@@ -58,6 +59,7 @@ def test_a_hung_trial_is_killed_and_what_came_before_stays(trouble):
     assert run["cpu_seconds"] > 0  # measured by the runner before the kill
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_crashed_search_process_is_recorded_as_failed_with_the_reason(trouble):
     _, store, runs, _, _ = trouble
     run = runs["crashes"]
@@ -74,6 +76,7 @@ def test_a_crashed_search_process_is_recorded_as_failed_with_the_reason(trouble)
     assert {t["status"] for t in store.trials([hopeless["id"]])} == {"failed"}
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_search_where_every_trial_fails_is_failed_and_the_suite_goes_on(trouble):
     result, store, runs, _, _ = trouble
     run = runs["never_works"]
@@ -86,6 +89,7 @@ def test_a_search_where_every_trial_fails_is_failed_and_the_suite_goes_on(troubl
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_second_run_skips_finished_and_failed_searches_and_rerun_failed_retries(trouble):
     _, store, runs, suite, results = trouble
     before = len(store.runs())
@@ -98,6 +102,7 @@ def test_a_second_run_skips_finished_and_failed_searches_and_rerun_failed_retrie
     assert retry.stderr.count("skip") == 2
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_kill_9_of_the_runner_loses_only_the_trial_in_flight(tmp_path):
     suite = write_suite(tmp_path / "long.yaml", """
 name: long
@@ -148,6 +153,7 @@ strategies: [random]
     assert all(t["status"] in ("ok", "interrupted") for t in old)
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_run_ends_with_the_leaderboard_and_where_the_report_and_dashboard_are(trouble):
     result, _, _, _, results = trouble
     assert "hangs" in result.stdout and "test" in result.stdout  # the leaderboard, on stdout
