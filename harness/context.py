@@ -7,6 +7,7 @@ Keras is imported only inside `run_trial` and `space`, through `tunebench.traini
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -132,9 +133,25 @@ class TrialContext(SearchContext):
         return self.budget.expired or (self._least_start_s is not None
                                        and self.budget.remaining() < self._least_start_s)
 
+    def checkpoint_path(self, number: int) -> Path:
+        """Where trial `number`'s checkpoint lives (`training.save_checkpoint` adds the suffixes)."""
+        return Path(self.job.artifact_dir) / "checkpoints" / f"trial-{number}"
+
+    def discard_checkpoint(self, number: int) -> None:
+        base = self.checkpoint_path(number)
+        for suffix in (".weights.h5", ".json"):
+            base.with_name(base.name + suffix).unlink(missing_ok=True)
+
+    def drop_checkpoints(self) -> None:
+        """Remove every checkpoint of the search (at its end: nothing will continue them)."""
+        import shutil
+
+        shutil.rmtree(Path(self.job.artifact_dir) / "checkpoints", ignore_errors=True)
+
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
                   report: EpochReport | None = None, number: int | None = None,
-                  latency: bool = False) -> TrialRecord:
+                  latency: bool = False, resume_from: int | None = None,
+                  checkpoint: bool = False) -> TrialRecord:
         if self._no_time():
             raise BudgetExhausted()
         from tunebench import training
@@ -154,6 +171,15 @@ class TrialContext(SearchContext):
         hp.pin(self.pins)
         trial_seed = (self.seed * 100_003 + number) % (2**31 - 1)
         notes: dict[str, Any] = {"family_default": True} if default else {}
+        source = None
+        if resume_from is not None:
+            if not self.family.continues:
+                notes["resume_skipped"] = (f"model family '{self.family.name}' cannot continue a trial: "
+                                           f"trained from scratch")
+            elif not training.has_checkpoint(self.checkpoint_path(resume_from)):
+                notes["resume_skipped"] = f"trial {resume_from} left no checkpoint: trained from scratch"
+            else:
+                source = self.checkpoint_path(resume_from)
         if share is not None and share <= deadline:
             notes["min_trials_cap_s"] = round(share - t0, 2)
         trial_id = self.store.start_trial(self.job.run_id, number, started_at=started_wall, seed=trial_seed,
@@ -196,6 +222,10 @@ class TrialContext(SearchContext):
                 self.family, hp, self.spec, self.options, max_epochs=self.max_epochs,
                 epochs=None if default else epochs, train_size=len(self._data.x_train),
                 sample=self._data.x_train[:ESTIMATE_SAMPLE])
+            if source is not None:
+                reached, restored = training.load_checkpoint(model, source)
+                settings = dataclasses.replace(settings, initial_epoch=reached)
+                notes.update(resumed_from=resume_from, initial_epoch=reached, optimizer_variables_restored=restored)
             epoch_budget = settings.epochs
             param_count = int(model.count_params())
             model_size = training.model_bytes(model)
@@ -235,6 +265,12 @@ class TrialContext(SearchContext):
                 except training.TrialStopped:  # the callback left fit at the deadline or on the guard's word
                     pass
                 timings["train"] = time.monotonic() - tf
+            if (checkpoint and callback is not None and not callback.stopped and not callback.infeasible
+                    and len(callback.history) == settings.epochs - settings.initial_epoch):
+                tc = time.monotonic()  # complete: a later trial may continue it
+                training.save_checkpoint(model, self.checkpoint_path(number), epoch=settings.epochs)
+                timings["checkpoint"] += time.monotonic() - tc
+                notes["checkpoint"] = True
             if callback is None:
                 pass
             elif callback.non_finite:
@@ -282,7 +318,9 @@ class TrialContext(SearchContext):
         record = TrialRecord(number=number, status=status, params=params, score=score, history=history,
                              error=error, duration=finished_wall - started_wall,
                              param_count=param_count, epochs=len(history), timings=timings,
-                             epoch_budget=epoch_budget, inference_ms=latency_ms)
+                             epoch_budget=epoch_budget, inference_ms=latency_ms,
+                             resumed_from=notes.get("resumed_from"), initial_epoch=notes.get("initial_epoch", 0),
+                             checkpointed=bool(notes.get("checkpoint")))
         self._trials.append(record)
         self.events.send("trial", number=number, lane=self.lane, status=status, score=score, best=self._best_score)
         if fatal is not None and not any(t.status == OK for t in self._trials):

@@ -39,6 +39,9 @@ class TrainingSettings:
     #: steps_per_execution), from the suite's `training:` block. Families that compile
     #: themselves pass them on: `model.compile(..., **settings.compile_options)`.
     compile_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The epoch training starts from (a trial that continues an earlier one's model: `model.fit`'s
+    #: `initial_epoch`); `epochs` stays the total.
+    initial_epoch: int = 0
 
 
 class ModelFamily(Configurable):
@@ -52,6 +55,11 @@ class ModelFamily(Configurable):
     tasks: ClassVar[frozenset[str]] = frozenset({"multiclass"})
     #: Smallest image side the family accepts.
     min_input_size: ClassVar[int] = 1
+    #: Whether `fit` honours `settings.initial_epoch`, so that a trial can continue an earlier trial's
+    #: model (weights and optimizer state) from the epoch it reached (`run_trial(resume_from=N)`).
+    #: An override of `fit` that trains in phases, or another model, sets it False: such trials then
+    #: train from scratch.
+    continues: ClassVar[bool] = True
 
     optimizers: ClassVar[Sequence[str]] = ("adam", "rmsprop", "sgd", "nadam")
     default_optimizer: ClassVar[str] = "adam"
@@ -169,7 +177,7 @@ class ModelFamily(Configurable):
                           loss=weighted_binary_crossentropy([weights[i] for i in range(len(weights))]))
         return model.fit(*data.train, validation_data=data.validation,
                          epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
-                         callbacks=callbacks, verbose=verbose)
+                         callbacks=callbacks, verbose=verbose, initial_epoch=settings.initial_epoch)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -57,6 +57,12 @@ class TrialRecord:
     #: Milliseconds per image of batched inference on the search's device, when the trial measured
     #: it (`run_trial(..., latency=True)`, or a latency selection rule).
     inference_ms: float | None = None
+    #: The trial whose model this one continued (`run_trial(resume_from=N)`), and the epoch it
+    #: started from; `epochs` counts only the epochs this trial trained itself.
+    resumed_from: int | None = None
+    initial_epoch: int = 0
+    #: Whether a checkpoint of its final state was kept (`run_trial(checkpoint=True)`).
+    checkpointed: bool = False
 
     @property
     def selectable(self) -> bool:
@@ -145,6 +151,10 @@ class SearchContext(ABC):
         defaults (`ModelFamily.default_values`); the suite's pins still apply on top."""
         return {}
 
+    def discard_checkpoint(self, number: int) -> None:
+        """Free trial `number`'s checkpoint early (no later trial will continue it)."""
+        return None
+
     @abstractmethod
     def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
         """Declare the model family's hyperparameters through `hp` without training anything.
@@ -157,7 +167,8 @@ class SearchContext(ABC):
     @abstractmethod
     def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
                   report: EpochReport | None = None, number: int | None = None,
-                  latency: bool = False) -> TrialRecord:
+                  latency: bool = False, resume_from: int | None = None,
+                  checkpoint: bool = False) -> TrialRecord:
         """Build, train and record one configuration; return its record.
 
         Args:
@@ -169,6 +180,15 @@ class SearchContext(ABC):
             latency: also measure the model's inference latency (ms per image, on the search's
                 device, before training: it does not depend on the weights), in the record's
                 `inference_ms`; for multi-objective strategies.
+            resume_from: continue trial N's model (weights and optimizer state, from its
+                checkpoint) from the epoch it reached up to `epochs` in total, rather than train
+                from scratch. `hp` should be N's configuration (PBT may change training
+                hyperparameters such as the learning rate; the architecture must stay). Without a
+                checkpoint of N, or with a family that cannot continue (`ModelFamily.continues`), the
+                trial trains from scratch and `notes.resume_skipped` says why. The record's
+                `resumed_from` and `initial_epoch` say what happened; `epochs` counts its own.
+            checkpoint: keep this trial's final state when it completes all its epochs, so that a
+                later trial may continue it. Kept until `discard_checkpoint` or the search's end.
 
         Raises:
             BudgetExhausted: the search's budget is spent; let it propagate.

@@ -136,7 +136,7 @@ class TrialCallback(keras.callbacks.Callback):
         if self.on_progress is not None and now - self._last_beat >= 1.0:
             self._last_beat = now
             self.on_progress()
-        if self.guard is not None and self._epoch == 0 and not self.history:
+        if self.guard is not None and not self.history:  # the first epoch of this fit (a continued trial's too)
             self._judge(batch + 1, now)
 
     def _judge(self, steps_done: int, now: float) -> None:
@@ -236,6 +236,55 @@ def save_weights(model: keras.Model, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(model: keras.Model, path: str | Path, epoch: int) -> None:
+    """Write what a later trial needs to continue this model from `epoch` (the epochs it has
+    completed): `<path>.weights.h5`, which under Keras 3 holds the optimizer's variables too
+    (moments, the step counter), and `<path>.json` with the epoch, both atomically."""
+    import json
+    import os
+
+    path = Path(path)
+    save_weights(model, path.with_name(path.name + ".weights.h5"))
+    final = path.with_name(path.name + ".json")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"epoch": int(epoch)}))
+    os.replace(tmp, final)
+
+
+def has_checkpoint(path: str | Path) -> bool:
+    path = Path(path)
+    return path.with_name(path.name + ".weights.h5").is_file() and path.with_name(path.name + ".json").is_file()
+
+
+def load_checkpoint(model: keras.Model, path: str | Path) -> tuple[int, int]:
+    """Load a `save_checkpoint` into a freshly built and compiled model of the same configuration.
+
+    The optimizer is built first, so that Keras loads its saved state along with the weights; the
+    learning rate is then put back as the new trial compiled it (a strategy such as PBT may have
+    changed it). Another optimizer than the saved one starts afresh (Keras skips its variables,
+    with a warning). Returns the epoch the checkpoint reached and the optimizer's variable count.
+    """
+    import json
+    import warnings
+
+    path = Path(path)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    rates = [(v, keras.ops.convert_to_numpy(v)) for v in optimizer.variables if "learning_rate" in _variable_name(v)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(str(path.with_name(path.name + ".weights.h5")))
+    skipped = any("Skipping variable loading for optimizer" in str(w.message) for w in caught)
+    for variable, value in rates:
+        variable.assign(value)
+    epoch = int(json.loads(path.with_name(path.name + ".json").read_text())["epoch"])
+    return epoch, 0 if skipped else len(optimizer.variables)
+
+
+def _variable_name(variable: Any) -> str:
+    return str(getattr(variable, "path", None) or getattr(variable, "name", ""))
 
 
 def inference_ms(model: keras.Model, x: Any, *, batch_size: int = 256, limit: int = 2048) -> float:

@@ -98,6 +98,7 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
                          accelerator_seconds=(finished - started) * gpus)
         events.send("search_done", finished_at=finished, stop_reason=stop_reason)
         ctx.release()  # the last trial's model, once the search is on record
+        ctx.drop_checkpoints()  # every lane has stopped: nothing will continue them
         if error is not None:
             store.fail_run(job.run_id, error)
             return RunStatus.FAILED

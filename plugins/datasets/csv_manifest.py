@@ -53,6 +53,7 @@ class Manifest:
 
     rows: list[tuple[str, list[str]]]
     read: int = 0
+    listed: list[str] = field(default_factory=list)  # every path the file names, once, in order
     duplicates: list[str] = field(default_factory=list)  # paths listed more than once (first row kept)
     conflicting: list[str] = field(default_factory=list)  # ... whose later rows had other labels
     unlabelled: list[str] = field(default_factory=list)  # rows with no label in the file
@@ -200,6 +201,7 @@ class CSVManifest(SizedDataset):
                 continue
             first[path] = labels
             kept.append((path, labels))
+        out.listed = list(first)
         if out.duplicates and self.options["duplicates"] == "error":
             raise DataError(f"{self.csv_path} lists {len(out.duplicates)} path(s) more than once, e.g. "
                             f"{out.duplicates[0]} (duplicates: first keeps the first row)")
@@ -224,7 +226,7 @@ class CSVManifest(SizedDataset):
 
     def unlisted(self) -> list[Path]:
         """Images in the folders the CSV's rows point into that no row of the file names."""
-        listed = {self.root / path for path, _ in self._read()}
+        listed = {self.root / path for path in self.manifest.listed}
         folders = {p.parent for p in listed}
         return sorted(p for folder in folders if folder.is_dir()
                       for p in folder.iterdir() if p.is_file() and is_image(p) and p not in listed)

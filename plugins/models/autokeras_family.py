@@ -68,6 +68,8 @@ class AutoKerasImage(ModelFamily):
         model.compile(optimizer=model.optimizer, loss=loss_for(spec.task), metrics=metrics_for(spec.task),
                       **settings.compile_options)
 
+    continues = False  # its fit trains in its own way: a continued trial starts over
+
     def fit(self, model, data, settings, callbacks, verbose=0):
         import numpy as np
 

@@ -42,6 +42,8 @@ class FeatureExtraction(backbones.BackboneFamily):
         head = keras.Model(head_in, output_layer(spec, h), name="head")
         return keras.Model(inputs, head(features), name="feature_extraction")
 
+    continues = False  # its fit trains in its own way: a continued trial starts over
+
     def fit(self, model, data, settings, callbacks, verbose=0):
         import keras
 

@@ -58,6 +58,8 @@ class Transfer(backbones.BackboneFamily):
                    "class_weight": hp.Boolean("class_weight", default=False)},
         )
 
+    continues = False  # its fit trains in its own way: a continued trial starts over
+
     def fit(self, model, data, settings, callbacks, verbose=0):
         import dataclasses
 

@@ -2,8 +2,11 @@
 
 KerasTuner has no time budget: here the harness owns the loop. It asks the oracle for a trial
 (`create_trial`), runs it under the search's deadline, and reports the result (`update_trial`,
-`end_trial`). Hyperband's per-trial epoch budget (`tuner/epochs`) becomes the trial's epoch count;
-trials start from scratch rather than from a checkpoint of the previous round. Oracle state lives
+`end_trial`). Hyperband's per-trial epoch budget (`tuner/epochs`) becomes the trial's epoch count,
+and a trial promoted to the next round continues the previous round's model from its checkpoint
+(`tuner/trial_id`, `tuner/initial_epoch`), as KerasTuner's own Hyperband does: only the trials that
+may be promoted keep a checkpoint, and a promoted trial's is freed once continued (`reuse_weights:
+false` trains every round from scratch instead, for comparison). Oracle state lives
 under the run's results folder (KerasTuner saves it at every trial's start and end): a search that
 goes on in a fresh process after a kill reloads it. It is removed at the end unless
 `keep_trial_dirs` is set.
@@ -11,6 +14,7 @@ goes on in a fresh process after a kill reloads it. It is removed at the end unl
 
 from __future__ import annotations
 
+import json
 import shutil
 from abc import abstractmethod
 
@@ -37,6 +41,11 @@ class KerasTunerSearch(SearchStrategy):
     def make_oracle(self, kt, objective, seed, ctx):
         """The `keras_tuner.Oracle` to drive."""
 
+    def continuation(self, oracle, trial, numbers):
+        """(resume_from, checkpoint) for `trial`: which of our trials it continues, and whether a
+        later trial may continue it. Only Hyperband continues trials."""
+        return None, False
+
     def search(self, ctx):
         kt = require("keras_tuner", extra="dev", purpose=f"strategy '{self.name}'")
         oracle = self.make_oracle(kt, kt.Objective(ctx.objective, direction="max"), ctx.seed, ctx)
@@ -49,21 +58,31 @@ class KerasTunerSearch(SearchStrategy):
         # Like KerasTuner's own Tuner: build once to learn the define-by-run space, so the oracle
         # samples every hyperparameter from its first trial on (Hyperband stops on an empty space).
         ctx.space(KerasTunerHyperParameters(oracle.hyperparameters))
+        # the oracle's trial ids -> our trial numbers, kept beside the oracle for a resumed search
+        mapping = workdir / "trial_numbers.json"
+        numbers = json.loads(mapping.read_text()) if ctx.resumed and mapping.is_file() else {}
         try:
             for number in self.trial_numbers(ctx):
                 trial = oracle.create_trial("tunebench")
                 if trial.status != "RUNNING":  # STOPPED: the oracle has nothing more to try
                     return
+                numbers[trial.trial_id] = number
+                mapping.parent.mkdir(parents=True, exist_ok=True)
+                mapping.write_text(json.dumps(numbers))
                 epochs = trial.hyperparameters.values.get("tuner/epochs")
+                resume_from, keep = self.continuation(oracle, trial, numbers)
                 try:
                     record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs,
-                                          number=number)
+                                          number=number, resume_from=resume_from, checkpoint=keep)
                 except BudgetExhausted:
                     trial.status, trial.message = "FAILED", "not run: the search's budget was spent"
                     oracle.end_trial(trial)
                     raise
+                if resume_from is not None:
+                    ctx.discard_checkpoint(resume_from)  # a trial is promoted once
                 if record.selectable:
-                    oracle.update_trial(trial.trial_id, {ctx.objective: record.score}, step=record.epochs)
+                    oracle.update_trial(trial.trial_id, {ctx.objective: record.score},
+                                        step=record.initial_epoch + record.epochs)
                     trial.status = "COMPLETED"
                 else:
                     trial.status, trial.message = "FAILED", record.error or record.status
@@ -117,7 +136,18 @@ class KTHyperband(KerasTunerSearch):
                              minimum=1),
         "factor": Option(int, 3, "reduction factor between rounds", minimum=2),
         "hyperband_iterations": Option(int, 1, "how many times to run the whole Hyperband schedule", minimum=1),
+        "reuse_weights": Option(bool, True, "a promoted trial continues the previous round's model (as "
+                                "KerasTuner's Hyperband does); false trains every round from scratch"),
     }
+
+    def continuation(self, oracle, trial, numbers):
+        if not self.options["reuse_weights"]:
+            return None, False
+        values = trial.hyperparameters.values
+        previous = values.get("tuner/trial_id")
+        # a trial below the schedule's top epoch budget may be promoted to the next round
+        keep = int(values.get("tuner/epochs") or 0) < oracle.max_epochs
+        return (numbers.get(previous) if previous is not None else None), keep
 
     def make_oracle(self, kt, objective, seed, ctx):
         max_epochs = self.options["max_epochs"] or ctx.max_epochs or 10
