@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,7 @@ class TrialContext(SearchContext):
         #: (building, compiling, tracing): with less time left, no trial can train at all.
         self._least_start_s: float | None = None
         self._spent: Any = None  # the last trial's model, freed by `release` (see there)
+        self._first_steps: list[float] = []  # seconds from `fit` to its first batch end (tracing), per trial
         #: The weights file this process keeps for each trial (the run's best, and the family default's).
         self._files: dict[int, Path] = {}
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
@@ -243,22 +245,26 @@ class TrialContext(SearchContext):
                                     epoch_budget=epoch_budget, model_bytes=model_size, notes=notes)
             timings["build"] = time.monotonic() - tb
             guard = self.search_options
+            # the time left once the training step is traced (the median of this search's trials so far)
+            tracing = statistics.median(self._first_steps) if self._first_steps else 0.0
             verdict = training.prefit_verdict(
                 settings.extra.get("step_seconds"), len(self._data.x_train), settings.batch_size,
-                deadline - time.monotonic(), guard.feasibility_margin) if guard.feasibility_guard else None
+                deadline - time.monotonic() - tracing, guard.feasibility_margin) if guard.feasibility_guard else None
             if verdict is not None and verdict[1] is not None:
                 # hopeless by the estimate taken at build time: not even traced
                 status, error, error_kind = TIMEOUT, verdict[1], "infeasible"
                 notes["feasibility"] = {"estimated_epoch_s": round(verdict[0], 2),
-                                        "left_s": round(deadline - time.monotonic(), 2),
-                                        "margin": guard.feasibility_margin, "before_training": True, "stopped": True}
+                                        "left_s": round(deadline - time.monotonic() - tracing, 2),
+                                        "tracing_s": round(tracing, 2), "margin": guard.feasibility_margin,
+                                        "before_training": True, "stopped": True}
             else:
                 if verdict is not None:
                     notes["estimated_epoch_s"] = round(verdict[0], 2)
                 callback = training.TrialCallback(
                     deadline, self.objective, on_epoch, beat=beat, save=save,
                     guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
-                    on_progress=lambda: self.events.send("progress", lane=self.lane))
+                    on_progress=lambda: self.events.send("progress", lane=self.lane),
+                    val_ratio=len(self._data.x_val) / max(1, len(self._data.x_train)))
                 tf = time.monotonic()
                 try:
                     self.family.fit(model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
@@ -295,6 +301,7 @@ class TrialContext(SearchContext):
             timings["first_epoch"] = callback.epoch_seconds[0] if callback.epoch_seconds else 0.0
             timings["eval"] = callback.eval_seconds
             if callback.first_step_s is not None:
+                self._first_steps.append(callback.first_step_s)
                 timings["to_first_step"] = timings.get("build", 0.0) + callback.first_step_s
                 self._least_start_s = min(self._least_start_s or math.inf, timings["to_first_step"])
             if callback.projection is not None:

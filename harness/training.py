@@ -42,6 +42,11 @@ class Guard:
     settle_s: float = 0.3
 
 
+#: A validation image's cost against a training image's (a forward pass against a forward and a
+#: backward pass and an update, about a third; a half leaves room).
+VALIDATION_COST = 0.5
+
+
 class TrialCallback(keras.callbacks.Callback):
     """Stops training at the trial's deadline and records each completed epoch.
 
@@ -64,13 +69,16 @@ class TrialCallback(keras.callbacks.Callback):
         save: writes the trial model's weights of epoch `epoch` (called with the epoch index).
         guard: stop the first epoch early when it is projected to end past the deadline.
         on_progress: called at most once a second while batches end (the runner's hang detection).
+        val_ratio: validation images per training image, for the validation pass's expected time.
     """
 
     def __init__(self, deadline: float, objective: str,
                  on_epoch: Callable[[int, Mapping[str, float], float, bool], None],
                  beat: float | None = None, *, save: Callable[[int], None] | None = None,
-                 guard: Guard | None = None, on_progress: Callable[[], None] | None = None) -> None:
+                 guard: Guard | None = None, on_progress: Callable[[], None] | None = None,
+                 val_ratio: float | None = None) -> None:
         super().__init__()
+        self.val_ratio = val_ratio
         self.deadline = deadline
         self.objective = objective
         self.on_epoch = on_epoch
@@ -151,14 +159,17 @@ class TrialCallback(keras.callbacks.Callback):
         if steps_done - s0 < 1 or now - t0 < self.guard.settle_s:  # type: ignore[union-attr]
             return
         per_step = (now - t0) / (steps_done - s0)
-        epoch_s = (now - self._epoch_start) + per_step * (total - steps_done)
+        # its first score comes after the validation pass: an epoch that ends with no time to
+        # validate is as lost as one that does not end
+        validation = self._validation_estimate(per_step * total)
+        epoch_s = (now - self._epoch_start) + per_step * (total - steps_done) + validation
         left = self.deadline - self._epoch_start
         self.projection = {"first_epoch_s": round(epoch_s, 2), "left_s": round(left, 2),
-                           "margin": self.guard.margin}  # type: ignore[union-attr]
-        remaining = per_step * (total - steps_done) * self.guard.margin  # type: ignore[union-attr]
+                           "validation_s": round(validation, 2), "margin": self.guard.margin}  # type: ignore[union-attr]
+        remaining = (per_step * (total - steps_done) + validation) * self.guard.margin  # type: ignore[union-attr]
         if now + remaining > self.deadline:
-            self.infeasible = (f"projected {epoch_s:.0f} s for its first epoch, {left:.0f} s were left "
-                               f"(feasibility guard, margin {self.guard.margin:g})")  # type: ignore[union-attr]
+            self.infeasible = (f"projected {epoch_s:.0f} s for its first epoch and validation, {left:.0f} s were "
+                               f"left (feasibility guard, margin {self.guard.margin:g})")  # type: ignore[union-attr]
             self._stop()
 
     def on_test_begin(self, logs: Any = None) -> None:
@@ -168,12 +179,16 @@ class TrialCallback(keras.callbacks.Callback):
             # step, a long stretch with no batch end to look at the clock) would be cut anyway
             self._stop()
 
-    def _validation_estimate(self) -> float:
-        """Seconds the validation pass about to start should take: the last one's, or for the first,
-        about half the training step's tracing plus a sixth of the epoch's training time."""
+    def _validation_estimate(self, train_s: float | None = None) -> float:
+        """Seconds the validation pass should take after `train_s` of training (default: the epoch
+        so far): the last one's, or for the first, about half the training step's tracing plus the
+        training time scaled by the validation images per training image, at `VALIDATION_COST` of a
+        training image each (a forward pass, no update); a sixth of it where the ratio is unknown."""
         if self.epoch_seconds and self.eval_seconds:
             return self.eval_seconds / len(self.epoch_seconds)
-        return 0.5 * (self.first_step_s or 0.0) + self._train_s / 6
+        train_s = self._train_s if train_s is None else train_s
+        share = VALIDATION_COST * self.val_ratio if self.val_ratio is not None else 1 / 6
+        return 0.5 * (self.first_step_s or 0.0) + train_s * share
 
     def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
         # a long validation pass must not carry the trial past its deadline either
@@ -528,7 +543,7 @@ def prefit_verdict(step_seconds: float | None, train_size: int, batch_size: int,
     epoch_s = step_seconds * math.ceil(train_size / batch_size)
     if epoch_s * margin <= PREFIT_FACTOR * left_s:
         return epoch_s, None
-    return epoch_s, (f"estimated {epoch_s:.0f} s for its first epoch, {max(left_s, 0):.0f} s were left "
+    return epoch_s, (f"estimated {epoch_s:.0f} s for its first epoch, {max(left_s, 0):.0f} s were left for it "
                      f"(feasibility guard before training, margin {margin:g})")
 
 

@@ -115,7 +115,7 @@ def test_the_verdict_before_training_leaves_room_for_an_estimate_that_runs_high(
     # up to PREFIT_FACTOR times the time left is still left to the first steps to judge
     assert prefit_verdict(0.5, 1000, 100, 5.0 / PREFIT_FACTOR)[1] is None
     epoch_s, reason = prefit_verdict(0.5, 1001, 100, 2.0)  # 11 steps: 5.5 s against 2 s
-    assert epoch_s == pytest.approx(5.5) and "estimated 6 s" in reason and "2 s were left" in reason
+    assert epoch_s == pytest.approx(5.5) and "estimated 6 s" in reason and "2 s were left for it" in reason
     assert prefit_verdict(0.5, 1000, 100, 3.0, margin=1.5)[1] is not None  # 7.5 > 2 x 3
 
 
