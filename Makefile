@@ -7,7 +7,7 @@ SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 
-.PHONY: install bench lint test test-slow test-jax perf gpu-check constraints clean data
+.PHONY: install bench lint test test-slow test-jax perf perf-reuse gpu-check constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ test-jax: install
 # What the harness costs (overhead, overshoot, memory, proposal latency): results/perf/harness_perf.{json,md}
 perf: install
 	$(BIN)/python benchmarks/perf/harness_perf.py $(PERF_ARGS)
+
+# What weight reuse saves Hyperband on real photos (needs TUNEBENCH_DATA with cifar10/): results/perf/weight_reuse.{json,md}
+perf-reuse: install
+	$(BIN)/python benchmarks/perf/weight_reuse.py $(PERF_REUSE_ARGS)
 
 # The GPU figures (benchmarks/perf/gpu_check.py): on a GPU machine, or GPU_CHECK_ARGS=--dry-run on a CPU.
 GPU_CHECK_ARGS ?=

@@ -135,6 +135,11 @@ class TrialContext(SearchContext):
         return self.budget.expired or (self._least_start_s is not None
                                        and self.budget.remaining() < self._least_start_s)
 
+    def search_trials(self) -> tuple[TrialRecord, ...]:
+        if self.lanes == 1:
+            return self.trials
+        return tuple(history_of(self.store, self.run_id))  # every lane's, from the store
+
     def checkpoint_path(self, number: int) -> Path:
         """Where trial `number`'s checkpoint lives (`training.save_checkpoint` adds the suffixes)."""
         return Path(self.job.artifact_dir) / "checkpoints" / f"trial-{number}"
@@ -368,7 +373,10 @@ def history_of(store: Store, run_id: int) -> list[TrialRecord]:
                         history=tuple(curves.get(r["id"], ())), error=r["error"],
                         duration=(r["finished_at"] or r["started_at"]) - r["started_at"],
                         param_count=r["param_count"], epochs=r["epochs_done"] or 0, timings=r["timings"] or {},
-                        epoch_budget=r["epoch_budget"], inference_ms=r["inference_ms"])
+                        epoch_budget=r["epoch_budget"], inference_ms=r["inference_ms"],
+                        resumed_from=(r["notes"] or {}).get("resumed_from"),
+                        initial_epoch=(r["notes"] or {}).get("initial_epoch", 0),
+                        checkpointed=bool((r["notes"] or {}).get("checkpoint")))
             for r in rows]
 
 

@@ -126,6 +126,12 @@ class SearchContext(ABC):
         """Every trial of this search so far, in order (with parallel trials: this lane's, and those
         recorded before the search resumed)."""
 
+    def search_trials(self) -> tuple[TrialRecord, ...]:
+        """Every trial of the whole search so far, across its lanes (with parallel trials it reads
+        the store; a trial in flight in another lane has status `running`). Same as `trials` with
+        one lane."""
+        return self.trials
+
     @property
     def best(self) -> TrialRecord | None:
         """The selectable trial with the highest score so far."""

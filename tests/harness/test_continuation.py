@@ -82,3 +82,50 @@ def test_a_family_that_cannot_continue_trains_from_scratch_and_says_why(tmp_path
     assert skipped and all("cannot continue" in t["notes"]["resume_skipped"] for t in skipped)
     assert all(t["epochs_done"] == t["epoch_budget"] for t in skipped)
     assert not any("resumed_from" in (t["notes"] or {}) for t in rows)
+
+
+def test_asha_promotes_each_trial_once_to_the_next_rung_continuing_its_model(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="asha", budget_s=120, max_epochs=9,
+                                  search_options={"first_trial": "none"},
+                                  strategy_options={"min_epochs": 1, "max_epochs": 9, "eta": 3, "max_trials": 14})
+    rows = store.trials([run_id])
+    by_number = {t["number"]: t for t in rows}
+    rungs = [1, 3, 9]
+    assert {t["epoch_budget"] for t in rows} <= set(rungs)
+    continued = [t for t in rows if (t["notes"] or {}).get("resumed_from") is not None]
+    assert continued
+    sources = [t["notes"]["resumed_from"] for t in continued]
+    assert len(sources) == len(set(sources))  # promoted once
+    for t in continued:
+        source = by_number[t["notes"]["resumed_from"]]
+        assert rungs.index(t["epoch_budget"]) == rungs.index(source["epoch_budget"]) + 1
+        assert t["notes"]["initial_epoch"] == source["epoch_budget"]
+        assert t["epochs_done"] == t["epoch_budget"] - source["epoch_budget"]
+        # promoted from its rung's top third among the trials that rung had when it was promoted
+        rung = [r for r in rows if r["epoch_budget"] == source["epoch_budget"] and r["score"] is not None
+                and r["finished_at"] <= t["started_at"]]
+        better = [r for r in rung if r["score"] > source["score"]]
+        assert len(better) < len(rung) // 3, (source["number"], len(better), len(rung))
+    assert store.run(run_id)["status"] == "ok"
+
+
+def test_pbt_exploits_a_better_members_model_and_explores_its_learning_rate(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="pbt", budget_s=120, max_epochs=4,
+                                  search_options={"first_trial": "none"},
+                                  strategy_options={"population": 4, "interval": 1, "max_epochs": 4,
+                                                    "max_trials": 16})
+    rows = store.trials([run_id])
+    by_number = {t["number"]: t for t in rows}
+    assert [t["epoch_budget"] for t in rows] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
+    assert all((t["notes"] or {}).get("resumed_from") is not None for t in rows[4:])
+    exploited = [t for t in rows[4:] if by_number[t["notes"]["resumed_from"]]["params"] != t["params"]]
+    assert exploited  # a bottom member took a top member's model with a perturbed learning rate
+    for t in exploited:
+        source = by_number[t["notes"]["resumed_from"]]
+        ratio = t["params"]["learning_rate"] / source["params"]["learning_rate"]
+        assert 0.8 - 1e-9 <= ratio <= 1.2 + 1e-9  # x0.8 or x1.2, within the declared range
+        assert {k: v for k, v in t["params"].items() if k != "learning_rate"} == \
+            {k: v for k, v in source["params"].items() if k != "learning_rate"}
+    for t in rows[4:]:
+        assert t["epochs_done"] == 1 and t["notes"]["initial_epoch"] == t["epoch_budget"] - 1
+    assert store.run(run_id)["status"] == "ok"

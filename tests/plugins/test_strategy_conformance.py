@@ -47,6 +47,16 @@ class TestKTHyperband(StrategyConformance):
     options = {"max_epochs": 2, "hyperband_iterations": 3}
 
 
+class TestASHA(StrategyConformance):
+    strategy = "asha"
+    options = {"max_epochs": 4, "eta": 2}
+
+
+class TestPBT(StrategyConformance):
+    strategy = "pbt"
+    options = {"population": 2, "max_epochs": 2}
+
+
 class TestAutoKeras(StrategyConformance):
     strategy = "autokeras"
     options = {"tuner": "random"}
