@@ -9,12 +9,14 @@ Data: a stratified CIFAR-10 training subset at 32x32 from `$TUNEBENCH_DATA/cifar
 `../shared/data/prepare.sh` builds), tested on its test split; `--data fashion_mnist` uses Keras's
 Fashion-MNIST (a local copy) instead. Model: `scratch_cnn` with a small pinned architecture,
 searching the learning rate, optimizer, dropout and batch size. Each search runs Hyperband's first
-bracket (`max_epochs` 9, `factor` 3: 9 trials of 1 epoch, 3 of 3, 1 of 9) to completion (a budget
-with room, `max_trials` 13), so both arms train the same trials for the same epoch budgets.
+bracket (`max_epochs` 8, `factor` 2: 8 trials of 1 epoch, 4 of 2, 2 of 4, 1 of 8) to completion (a
+budget with room, `max_trials` 15), so both arms train the same trials for the same epoch budgets.
 
 Writes `weight_reuse.json` (every search's figures) and `weight_reuse.md` (the table quoted in
 `benchmarks/perf/RESULTS.md`) to --out: epochs trained, search wall time, best validation and
-test score per arm, medians over seeds, and the reuse/scratch ratios measured in the same run.
+test score per arm, medians over seeds, the reuse/scratch ratios measured in the same run, and
+the anytime curve: the best validation score each arm had at 25/50/75/100 % of the from-scratch
+search's wall time (same seed).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def one(work: Path, data: dict[str, Any], seed: int, reuse: bool) -> dict[str, A
     name = f"reuse-{'on' if reuse else 'off'}-{seed}"
     suite = write_suite(work / f"{name}.yaml", name=name, budget="30m", first_trial="none", seeds=[seed],
                         datasets=[data], model_families=[{"scratch_cnn": {"params": ARCHITECTURE}}],
-                        strategies=[{"kt_hyperband": {"max_epochs": 9, "factor": 3, "max_trials": 13,
+                        strategies=[{"kt_hyperband": {"max_epochs": 8, "factor": 2, "max_trials": 15,
                                                       "reuse_weights": reuse}}])
     results = work / name
     tunebench("run", str(suite), "--results", str(results))
@@ -69,7 +71,29 @@ def one(work: Path, data: dict[str, Any], seed: int, reuse: bool) -> dict[str, A
             "search_s": round(run["finished_at"] - run["started_at"], 2),
             "train_s": round(sum((t["timings"] or {}).get("train", 0.0) for t in trials), 2),
             "best_val": run["best_val"], "test": run["test_score"],
-            "schedule": [t["epoch_budget"] for t in trials]}
+            "schedule": [t["epoch_budget"] for t in trials],
+            # (seconds since the search started, the trial's score) in the order trials ended
+            "curve": sorted((round(t["finished_at"] - run["started_at"], 2), t["score"]) for t in trials
+                            if t["finished_at"] is not None and t["score"] is not None)}
+
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def best_at(curve: list[list[float]], seconds: float) -> float | None:
+    scores = [score for at, score in curve if at <= seconds]
+    return max(scores) if scores else None
+
+
+def anytime(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float | None, float | None]]]:
+    """Per seed, at each fraction of the from-scratch search's wall time: (reuse's best val, scratch's)."""
+    out = {}
+    for seed in sorted({r["seed"] for r in rows}):
+        on = next(r for r in rows if r["seed"] == seed and r["reuse"])
+        off = next(r for r in rows if r["seed"] == seed and not r["reuse"])
+        out[str(seed)] = [(best_at(on["curve"], f * off["search_s"]), best_at(off["curve"], f * off["search_s"]))
+                          for f in FRACTIONS]
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -88,11 +112,22 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"| reuse / scratch | {med(True, 'epochs_trained') / med(False, 'epochs_trained'):.2f} | "
                  f"{med(True, 'search_s') / med(False, 'search_s'):.2f} | "
                  f"{med(True, 'train_s') / med(False, 'train_s'):.2f} | | |")
+    curves = anytime(rows)
+    lines += ["", "Best validation score at a fraction of the from-scratch search's wall time (reuse / scratch):",
+              "", "| seed | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
+              "|---|" + "---|" * len(FRACTIONS)]
+    for seed, points in curves.items():
+        cells = [f"{_f(a)} / {_f(b)}" for a, b in points]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines += ["", "Per search: " + "; ".join(
         f"seed {r['seed']} {'reuse' if r['reuse'] else 'scratch'}: {r['epochs_trained']} epochs, "
         f"{r['search_s']:.0f} s, val {r['best_val']:.4f}, test {r['test']:.4f}" for r in rows
         if r["best_val"] is not None and r["test"] is not None)]
     return "\n".join(lines) + "\n"
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def main() -> int:
@@ -117,6 +152,8 @@ def main() -> int:
             report["runs"].append(one(work, data, seed, reuse))
             print(f"seed {seed} reuse {reuse}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
             (out / "weight_reuse.json").write_text(json.dumps(report, indent=1, default=float))
+    report["anytime"] = anytime(report["runs"])
+    (out / "weight_reuse.json").write_text(json.dumps(report, indent=1, default=float))
     md = markdown(report)
     (out / "weight_reuse.md").write_text(md)
     print(md)

@@ -71,9 +71,14 @@ class KerasTunerSearch(SearchStrategy):
                 mapping.write_text(json.dumps(numbers))
                 epochs = trial.hyperparameters.values.get("tuner/epochs")
                 resume_from, keep = self.continuation(oracle, trial, numbers)
+                continuation = {}  # only when used: a context written before continuation still works
+                if keep:
+                    continuation["checkpoint"] = True
+                if resume_from is not None:
+                    continuation["resume_from"] = resume_from
                 try:
                     record = ctx.run_trial(KerasTunerHyperParameters(trial.hyperparameters), epochs=epochs,
-                                          number=number, resume_from=resume_from, checkpoint=keep)
+                                          number=number, **continuation)
                 except BudgetExhausted:
                     trial.status, trial.message = "FAILED", "not run: the search's budget was spent"
                     oracle.end_trial(trial)

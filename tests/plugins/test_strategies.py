@@ -40,7 +40,8 @@ class FakeContext(SearchContext):
         self.declare(hp)
         return hp.params
 
-    def run_trial(self, hp, *, epochs=None, report=None, number=None, latency=False):
+    def run_trial(self, hp, *, epochs=None, report=None, number=None, latency=False, resume_from=None,
+                  checkpoint=False):
         if len(self._trials) >= self.limit:
             raise BudgetExhausted()
         score = self.declare(hp)
