@@ -311,7 +311,9 @@ class TrialContext(SearchContext):
                 self._least_start_s = min(self._least_start_s or math.inf, timings["to_first_step"])
             if callback.projection is not None:
                 notes["feasibility"] = dict(callback.projection, stopped=bool(callback.infeasible))
-        if score is not None and beat != math.inf and (self._best_score is None or score > self._best_score):
+        # a failed trial (its weights could not be written, say) never sets the bar either
+        if (score is not None and beat != math.inf and status not in (FAILED, NAN)
+                and (self._best_score is None or score > self._best_score)):
             self._best_score = score  # a trial outside the selection rule never sets the bar
         history = tuple(callback.history) if callback is not None else ()
         # Freed at the next trial's start or when the search ends, not here: clearing Keras's state
