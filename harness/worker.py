@@ -279,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             status = execute(job, events, resume=mode == "resume")
     except Exception as exc:  # the record itself could not be written (a full disk): say why on the pipe
-        traceback.print_exc()
-        events.send("fatal", error=f"{type(exc).__name__}: {exc}"[:2000])
+        events.send("fatal", error=f"{type(exc).__name__}: {exc}"[:2000])  # first: the log is on that disk too
+        try:
+            traceback.print_exc()
+        except OSError:
+            pass
         return 1
     sys.stdout.flush()
     return 0 if status == RunStatus.OK else 1
