@@ -7,7 +7,7 @@ SUITE ?= benchmarks/smoke.yaml
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 
-.PHONY: install bench lint test test-slow test-jax perf perf-reuse gpu-check constraints clean data
+.PHONY: install bench lint test test-slow test-jax perf perf-reuse perf-search gpu-check constraints clean data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ perf: install
 # What weight reuse saves Hyperband on real photos (needs TUNEBENCH_DATA with cifar10/): results/perf/weight_reuse.{json,md}
 perf-reuse: install
 	$(BIN)/python benchmarks/perf/weight_reuse.py $(PERF_REUSE_ARGS)
+
+# What a search costs besides its own time (warm workers), `make bench`'s wall over its budgets, and
+# one fixed CNN through bare Keras, KerasTuner, Optuna and tunebench: results/perf/search_cost.{json,md}
+perf-search: install
+	$(BIN)/python benchmarks/perf/search_cost.py $(PERF_SEARCH_ARGS)
 
 # The GPU figures (benchmarks/perf/gpu_check.py): on a GPU machine, or GPU_CHECK_ARGS=--dry-run on a CPU.
 GPU_CHECK_ARGS ?=

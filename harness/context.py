@@ -12,7 +12,8 @@ import math
 import statistics
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +140,12 @@ class TrialContext(SearchContext):
         if self.lanes == 1:
             return self.trials
         return tuple(history_of(self.store, self.run_id))  # every lane's, from the store
+
+    def claim(self, name: str) -> bool:
+        if self.lanes == 1:
+            return super().claim(name)
+        # an atomic insert in the store's claims: the first lane wins
+        return self.store.claim(f"run-{self.run_id}:{name}", f"lane-{self.lane}")
 
     def checkpoint_path(self, number: int) -> Path:
         """Where trial `number`'s checkpoint lives (`training.save_checkpoint` adds the suffixes)."""
@@ -392,20 +399,34 @@ def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]
     was most of a small trial's fixed cost (0.29 s per trial under torch). Reference counting
     still frees them; the search's end gives them back to the collector.
     """
+    with out_of_collector_sight():
+        try:
+            ctx.run_default_first()
+            strategy.search(ctx)
+        except BudgetExhausted:
+            return "budget", None
+        except FatalTrialError as exc:
+            return "error", str(exc)
+        except Exception as exc:  # the strategy itself broke
+            traceback.print_exc()
+            return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+    return "completed", None
+
+
+@contextmanager
+def out_of_collector_sight(*, collect: bool = True) -> Iterator[None]:
+    """Keep what exists now out of the garbage collector's walks (`gc.freeze`) for the block, after
+    a full collection (`collect`). A warm worker froze the frameworks once for its life
+    (`tunebench.worker.serve`): then this does nothing, and the block's own objects stay in sight."""
     import gc
 
-    gc.collect()
+    if gc.get_freeze_count():
+        yield
+        return
+    if collect:
+        gc.collect()
     gc.freeze()
     try:
-        ctx.run_default_first()
-        strategy.search(ctx)
-    except BudgetExhausted:
-        return "budget", None
-    except FatalTrialError as exc:
-        return "error", str(exc)
-    except Exception as exc:  # the strategy itself broke
-        traceback.print_exc()
-        return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
+        yield
     finally:
         gc.unfreeze()
-    return "completed", None

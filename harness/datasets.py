@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
+import shutil
+import time
 from abc import abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunebench.errors import OptionsError
-from tunebench.images import take
+from tunebench.images import cache_dir, take
 from tunebench.options import Configurable, Option
 
 if TYPE_CHECKING:
@@ -133,7 +139,64 @@ class Dataset(Configurable):
 
     @abstractmethod
     def load(self) -> ArrayData:
-        """Load all images as uint8 arrays. Called once per search, in the search's process."""
+        """Load all images as uint8 arrays. The harness calls it through `cached_load`: once per
+        suite for the same plugin, version and options (see `cache_key`)."""
+
+    #: Whether the harness may keep this dataset's loaded arrays (in the process, and on disk when
+    #: loading is slow). A dataset whose `load()` draws new data each time sets it False.
+    cacheable: ClassVar[bool] = True
+    #: The version of the package that registered the plugin (set when the registry instantiates it).
+    plugin_version: str = ""
+
+    def cache_key(self) -> str | None:
+        """What identifies this dataset's loaded arrays: the plugin, its package's version, the
+        options that shape loading (not the split options), and the size and modification time
+        of every option that names a file or folder. None: never cached."""
+        if not self.cacheable:
+            return None
+        options = {k: v for k, v in sorted(self.options.items()) if k not in self.split_options}
+        stamps = {}
+        for k, v in options.items():
+            if isinstance(v, str) and v and os.path.exists(v):
+                st = os.stat(v)
+                stamps[k] = [os.path.abspath(v), st.st_size, st.st_mtime_ns]
+        blob = json.dumps([self.name, type(self).__module__, type(self).__qualname__, self.plugin_version,
+                           options, stamps, LOAD_CACHE_FORMAT], default=str, sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
+
+    def cached_load(self) -> ArrayData:
+        """`load()`, once per suite: the arrays are kept in this process (a warm worker's next
+        search gets them at once), and when loading took at least `DISK_CACHE_MIN_S` they are
+        written to the cache folder (`$TUNEBENCH_CACHE/datasets`) and memory-mapped by later
+        processes (the other lanes, another worker, the next suite). `notes["load_cache"]` says
+        which: `memory`, `disk`, or absent when `load()` ran."""
+        key = self.cache_key()
+        if key is None:
+            return self.load()
+        hit = _LOADED.get(key)
+        if hit is not None:
+            _LOADED.move_to_end(key)
+            self.notes.update(hit[1], load_cache="memory")
+            return hit[0]
+        target = cache_dir() / "datasets" / key
+        data = _read_arrays(target)
+        if data is not None:
+            notes = json.loads((target / "notes.json").read_text())
+            self.notes.update(notes, load_cache="disk")
+        else:
+            started = time.perf_counter()
+            data = self.load()
+            elapsed = time.perf_counter() - started
+            notes = dict(self.notes)
+            if elapsed >= DISK_CACHE_MIN_S and not _mapped(data):
+                try:
+                    _write_arrays(target, data, notes)
+                except OSError:  # no room for it: the cache is an optimisation
+                    pass
+        _LOADED[key] = (data, {k: v for k, v in notes.items() if k != "load_cache"})
+        while len(_LOADED) > MEMORY_CACHE_ENTRIES:
+            _LOADED.popitem(last=False)
+        return data
 
     #: What loading noticed (e.g. `{"skipped": 3, "skipped_files": {...}}`); stored with the run.
     notes: dict[str, Any]
@@ -149,8 +212,64 @@ class Dataset(Configurable):
 
     def splits(self, seed: int) -> Splits:
         """Train/validation/test splits for `seed`: stratified, and the same in every process."""
-        return split_arrays(self.load(), self.spec, seed, validation=self.options["validation"],
+        return split_arrays(self.cached_load(), self.spec, seed, validation=self.options["validation"],
                             test=self.options["test"], limit=self.options["limit"])
+
+
+#: Loaded datasets kept in this process, most recently used last (by `Dataset.cache_key`).
+_LOADED: OrderedDict[str, tuple[ArrayData, dict[str, Any]]] = OrderedDict()
+#: How many loaded datasets a process keeps (a suite runs one dataset's searches one after another).
+MEMORY_CACHE_ENTRIES = 1
+#: A `load()` at least this slow is written to the disk cache for later processes to map.
+DISK_CACHE_MIN_S = float(os.environ.get("TUNEBENCH_LOAD_CACHE_MIN_S", "1.0"))
+LOAD_CACHE_FORMAT = 1
+_FIELDS = ("x", "y", "x_test", "y_test", "x_val", "y_val")
+
+
+def forget_loaded() -> None:
+    """Drop the datasets this process keeps (tests; a worker that must give its memory back)."""
+    _LOADED.clear()
+
+
+def _mapped(data: ArrayData) -> bool:
+    """Whether the images are mapped from a cache file already (the decoded-image cache)."""
+    return getattr(data.x, "_mmap", None) is not None
+
+
+def _write_arrays(target: Path, data: ArrayData, notes: dict[str, Any]) -> None:
+    """Write one entry atomically: a temporary folder renamed into place (the first rename wins)."""
+    import numpy as np
+
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for name in _FIELDS:
+            value = getattr(data, name)
+            if value is not None:
+                np.save(tmp / f"{name}.npy", np.asarray(value), allow_pickle=False)
+        (tmp / "notes.json").write_text(json.dumps(notes, default=str))
+        os.rename(tmp, target)
+    except (OSError, ValueError):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError("could not write the dataset cache") from None
+
+
+def _read_arrays(target: Path) -> ArrayData | None:
+    """A cache entry, images memory-mapped; None when there is none (or it is damaged)."""
+    import numpy as np
+
+    if not (target / "notes.json").is_file():
+        return None
+    try:
+        arrays = {name: (np.load(target / f"{name}.npy", mmap_mode="r" if name.startswith("x") else None)
+                         if (target / f"{name}.npy").is_file() else None) for name in _FIELDS}
+        return ArrayData(**arrays)
+    except (OSError, ValueError):
+        return None
 
 
 def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: float = 0.15,

@@ -29,6 +29,7 @@ def instantiate(job: SearchJob) -> tuple[Dataset, ModelFamily, SearchStrategy]:
 
     catalog = load_plugins(job.plugins)
     dataset = catalog.datasets.get(job.dataset.name)(**job.dataset.options)
+    dataset.plugin_version = catalog.datasets.info(job.dataset.name).version  # part of its cache key
     family = catalog.model_families.get(job.model_family.name)(**job.model_family.options)
     strategy = catalog.strategies.get(job.strategy.name)(**job.strategy.options)
     return dataset, family, strategy

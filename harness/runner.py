@@ -1,8 +1,10 @@
 """The runner: plans a suite's searches, runs each in a child process, and supervises the clock.
 
-The runner owns the loop, the clock and the record. Each search runs in its own process
-(`python -m tunebench.worker`), so its host and accelerator memory is returned when it ends and a
-hung plugin can be killed. The child stops trials cooperatively at the deadline; the runner kills
+The runner owns the loop, the clock and the record. Searches run outside the runner's process, in
+warm workers (`python -m tunebench.worker --serve`) that run one search after another: the
+framework import is paid once per suite, and a hung plugin can still be killed. A worker is
+replaced after a kill, or when its memory has grown (it leaves by itself). The child stops trials
+cooperatively at the deadline; the runner kills
 it if it has not stopped `0.6 x allowed_overshoot` after the deadline, records what was in flight
 as `timeout`, and evaluates the best configuration found so far in a fresh process.
 
@@ -69,12 +71,22 @@ class Outcome:
 
 
 @dataclass
+class _Worker:
+    """A warm search process (`python -m tunebench.worker --serve`), reused by consecutive searches
+    that need the same environment (`key`: backend, accelerator, memory guard, log capture)."""
+
+    proc: subprocess.Popen[bytes]
+    reader: IO[bytes]
+    key: tuple[Any, ...]
+    jobs: int = 0
+
+
+@dataclass
 class _Active:
     search: Search
     job: SearchJob
     job_path: Path
-    proc: subprocess.Popen[bytes]
-    reader: IO[bytes]
+    worker: _Worker
     index: int
     slot: str | None = None  # the accelerator it runs on
     phase: str = "setup"  # setup -> search -> finalize
@@ -93,10 +105,33 @@ class _Active:
     killed_at: float | None = None
     killed_cpu_s: float | None = None
     killed_phase: str | None = None  # the phase the runner saw when it killed (events may follow)
+    cpu_at_launch: float = 0.0  # the warm worker's CPU seconds before this job (it served others)
+    job_end: dict[str, Any] | None = None  # the worker's word that the job ended (it stays alive)
     trials: int = 0
     ok_trials: int = 0
     best: float | None = None
     buffer: bytes = b""
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.worker.proc
+
+    @property
+    def reader(self) -> IO[bytes]:
+        return self.worker.reader
+
+    @property
+    def ended(self) -> bool:
+        """The job is over: the worker said so, or its process is gone."""
+        return self.job_end is not None or self.proc.poll() is not None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code, or for a job a warm worker finished, what a one-job process
+        would have exited with."""
+        if self.proc.returncode is None and self.job_end is not None:
+            return 0 if self.job_end.get("status") == RunStatus.OK else 1
+        return self.proc.returncode
 
 
 class Runner:
@@ -132,6 +167,8 @@ class Runner:
         #: Whether a search with `parallel_trials` starts its other lanes itself (locally), or leaves
         #: them to a cluster executor that places them on other machines.
         self.spawn_lanes = spawn_lanes
+        #: Warm workers waiting for their next search.
+        self.idle: list[_Worker] = []
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self) -> tuple[list[Search], list[Outcome]]:
@@ -243,7 +280,7 @@ class Runner:
                 self._pump(active)
                 now = time.time()
                 for fd, a in list(active.items()):
-                    if a.proc.poll() is not None:
+                    if a.ended:
                         self._drain(a)
                         del active[fd]
                         follow_up = self._ended(a)
@@ -268,7 +305,62 @@ class Runner:
             raise
         finally:
             self.progress.clear()
+            self.close_workers()
         return outcomes
+
+    def close_workers(self) -> None:
+        """End the warm workers: each leaves at the end of its input (killed if it does not)."""
+        idle, self.idle = self.idle, []
+        for w in idle:
+            try:
+                if w.proc.stdin is not None:
+                    w.proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.time() + 10
+        for w in idle:
+            try:
+                w.proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                _kill(w.proc)
+            w.reader.close()
+
+    def _worker_for(self, key: tuple[Any, ...], env: dict[str, str], log_path: Path | None) -> tuple[_Worker, bool]:
+        """An idle warm worker with `key`, or a fresh one; and whether it was warm."""
+        for w in list(self.idle):
+            self.idle.remove(w)
+            if w.key == key and w.proc.poll() is None:
+                return w, True
+            if w.proc.poll() is None:  # another environment: not needed now that this one is taken
+                self.idle.append(w)
+            else:
+                w.reader.close()
+        read_fd, write_fd = os.pipe()
+        env = dict(env, **{EVENT_FD_ENV: str(write_fd)})
+        if log_path is not None:
+            log = open(log_path, "ab")
+            streams: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT}
+        else:
+            log, streams = None, {}
+        proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, "--serve"], env=env,
+                                pass_fds=(write_fd,), stdin=subprocess.PIPE,
+                                start_new_session=True, **streams)
+        os.close(write_fd)
+        if log is not None:
+            log.close()
+        return _Worker(proc, os.fdopen(read_fd, "rb", buffering=0), key), False
+
+    def _give_back(self, a: _Active) -> bool:
+        """Keep the worker of an ended job for the next search, when it is alive and may be reused."""
+        w = a.worker
+        if (a.job_end is None or a.killed or a.job_end.get("recycle") or w.proc.poll() is not None
+                or a.buffer.strip()):
+            return False
+        a.buffer = b""
+        if len(self.idle) >= max(self.workers, len(self.slots), 1):  # more than can run at once
+            return False
+        self.idle.append(w)
+        return True
 
     def _launch(self, search: Search, index: int, *, run_id: int | None = None, slot: str | None = None,
                 finalize_job: SearchJob | None = None, resume_job: SearchJob | None = None) -> _Active:
@@ -276,22 +368,17 @@ class Runner:
             run_id = self.create_run(search, executor="local", attempt=1)
         if resume_job is not None:
             job = resume_job
-            args = ["--resume", str(Path(job.artifact_dir) / "job.json")]
         elif finalize_job is None:
             assert run_id is not None
             job = self.job_for(search, run_id)
             artifact_dir = Path(job.artifact_dir)
             artifact_dir.mkdir(parents=True, exist_ok=True)
             self.store.dispatch_run(run_id, artifact_dir=str(artifact_dir), host=socket.gethostname())
-            args = [str(artifact_dir / "job.json")]
         else:
             job = finalize_job
-            args = ["--finalize", str(Path(job.artifact_dir) / "job.json")]
         job_path = Path(job.artifact_dir) / "job.json"
         job_path.write_text(job.to_json())
-        read_fd, write_fd = os.pipe()
-        env = dict(os.environ, **{EVENT_FD_ENV: str(write_fd), PARENT_PID_ENV: str(os.getpid()),
-                                  "PYTHONUNBUFFERED": "1"})
+        env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
         if slot is not None:
             env.update(accelerator_env(slot, share=self.slots.count(slot)))
         env[MEMORY_LIMIT_ENV] = str(self.memory_limit(search))
@@ -299,18 +386,27 @@ class Runner:
             env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            log = open(Path(job.artifact_dir) / "log.txt", "ab")
-            streams: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT}
-        else:
-            log, streams = None, {}
-        proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *args], env=env,
-                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
-                                start_new_session=True, **streams)
-        os.close(write_fd)
-        if log is not None:
-            log.close()
-        self.store.update_run(job.run_id, pid=proc.pid)  # the process other runners check for life
-        a = _Active(search, job, job_path, proc, os.fdopen(read_fd, "rb", buffering=0), index, slot=slot)
+        key = (backend_of(search), slot, env[MEMORY_LIMIT_ENV], self.verbose)
+        # a fresh worker's own output (its warm-up) goes to the log of the job it was started for
+        spawn_log = None if self.verbose else Path(job.artifact_dir) / "log.txt"
+        worker, warm = self._worker_for(key, env, spawn_log)
+        mode = "finalize" if finalize_job is not None else "resume" if resume_job is not None else "search"
+        try:
+            assert worker.proc.stdin is not None
+            worker.proc.stdin.write(json.dumps({"mode": mode, "job": str(job_path)}).encode() + b"\n")
+            worker.proc.stdin.flush()
+        except OSError:  # it died while idle: a fresh one
+            _kill(worker.proc)
+            worker.reader.close()
+            worker, warm = self._worker_for(key, env, spawn_log)
+            assert worker.proc.stdin is not None
+            worker.proc.stdin.write(json.dumps({"mode": mode, "job": str(job_path)}).encode() + b"\n")
+            worker.proc.stdin.flush()
+        worker.jobs += 1
+        self.store.update_run(job.run_id, pid=worker.proc.pid)  # the process other runners check for life
+        a = _Active(search, job, job_path, worker, index, slot=slot)
+        if warm:
+            a.cpu_at_launch = _cpu_seconds(worker.proc.pid) or 0.0
         if finalize_job is not None:
             a.phase, a.finalize_started = "finalize", time.time()
         return a
@@ -369,8 +465,10 @@ class Runner:
             pass
 
     def _drain(self, a: _Active) -> None:
+        """Read what the ended job's process said; keep its worker for the next search, or end it."""
         self._read_pending(a)
-        a.reader.close()
+        if not self._give_back(a):
+            _retire(a.worker)
 
     def _event(self, a: _Active, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -395,6 +493,13 @@ class Runner:
             a.fatal = event.get("error")
         elif kind == "search_done":
             a.phase, a.finalize_started = "finalize", time.time()
+        elif kind == "job_end":
+            a.job_end = event
+            run = self.store.run(a.job.run_id)
+            # which process ran it: the nth search of a warm worker, and its memory after the search
+            self.store.update_run(a.job.run_id, hardware=dict(run["hardware"] or {}, worker={
+                "pid": a.proc.pid, "job": event.get("jobs"), "rss_mb": event.get("rss_mb"),
+                "recycled": bool(event.get("recycle"))}))
 
     def _enforce(self, a: _Active, now: float) -> None:
         """Kill a child that is past its hard deadline for the phase it is in."""
@@ -427,7 +532,8 @@ class Runner:
 
     def _kill(self, a: _Active, why: str) -> None:
         a.killed, a.killed_at, a.killed_phase = why, time.time(), a.phase
-        a.killed_cpu_s = _cpu_seconds(a.proc.pid)  # the child can no longer record it itself
+        cpu = _cpu_seconds(a.proc.pid)  # the child can no longer record it itself
+        a.killed_cpu_s = None if cpu is None else cpu - a.cpu_at_launch
         _kill(a.proc)
 
     def _ended(self, a: _Active) -> Outcome | _Active:
@@ -442,7 +548,7 @@ class Runner:
             self.store.close_open_trials(run_id, TIMEOUT, f"killed by the runner: {a.killed}",
                                          finished_at=a.killed_at)
             return self._resume(a, run, extra_cpu_s=a.killed_cpu_s)
-        crashed = (not a.killed and a.phase == "search" and a.proc.returncode not in (0, 1)
+        crashed = (not a.killed and a.phase == "search" and a.exit_code not in (0, 1)
                    and time_left > RESUME_MIN_S and a.crashes + 1 < MAX_CRASHES)
         if crashed:  # the search's process died (a crash, the OOM killer): its trial in flight failed
             why = _death(a) + " while this trial ran; the search went on in a fresh process"
@@ -490,6 +596,21 @@ class Runner:
         return follow_up
 
 
+def _retire(w: _Worker) -> None:
+    """End a worker that will not be reused: it leaves by itself after its last job (a recycle),
+    or is killed."""
+    try:
+        if w.proc.stdin is not None:
+            w.proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        w.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        _kill(w.proc)
+    w.reader.close()
+
+
 def _out_of_memory(a: _Active) -> bool:
     """Whether the end of a dead search process's log shows an allocation that failed (a C++
     `bad_alloc` under the memory guard aborts the process rather than raising)."""
@@ -506,7 +627,7 @@ def _out_of_memory(a: _Active) -> bool:
 
 def _death(a: _Active) -> str:
     """How a search's process ended, for the record."""
-    code = a.proc.returncode
+    code = a.exit_code
     why = f"the search process exited with code {code}"
     if code is not None and code < 0:
         name = signal.Signals(-code).name

@@ -161,6 +161,16 @@ class SearchContext(ABC):
         """Free trial `number`'s checkpoint early (no later trial will continue it)."""
         return None
 
+    def claim(self, name: str) -> bool:
+        """Take `name` for this lane, once per search: True for the first lane that asks, False for
+        every later ask (any lane's). With parallel trials, what two lanes must not both do (e.g.
+        promote the same trial) is claimed first. With one lane: True the first time."""
+        claimed = self.__dict__.setdefault("_claimed", set())
+        if name in claimed:
+            return False
+        claimed.add(name)
+        return True
+
     @abstractmethod
     def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
         """Declare the model family's hyperparameters through `hp` without training anything.

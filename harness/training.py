@@ -318,13 +318,29 @@ def model_bytes(model: keras.Model) -> int:
     return int(sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights))
 
 
-def test_report(model: keras.Model, x: Any, y: Any, task: str, class_names: tuple[str, ...],
-                batch_size: int) -> dict[str, Any]:
-    """Per-class precision/recall/F1 (and a confusion matrix for multiclass) on the test split."""
+def evaluate_once(model: keras.Model, x: Any, y: Any, batch_size: int) -> tuple[dict[str, float], Any]:
+    """The compiled loss and metrics of `model` on `(x, y)`, and its predictions, from one
+    `predict` pass: what `model.evaluate` returns (the same figures: the loss is the mean over the
+    images plus the regularisation terms), without tracing a second step function for it."""
+    import numpy as np
+
+    scores = model.predict(x, batch_size=batch_size, verbose=0)
+    y_pred = keras.ops.convert_to_tensor(scores)
+    for metric in model.metrics:
+        metric.reset_state()
+    loss = model.compute_loss(x=None, y=y, y_pred=y_pred, training=False)
+    metrics = {k: float(np.asarray(v)) for k, v in model.compute_metrics(None, y, y_pred, None).items()}
+    metrics["loss"] = float(np.asarray(loss))
+    return metrics, scores
+
+
+def test_report(scores: Any, y: Any, task: str, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Per-class precision/recall/F1 (and a confusion matrix for multiclass) on the test split,
+    from the model's predicted `scores`."""
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
-    scores = model.predict(x, batch_size=batch_size, verbose=0)
+    scores = np.asarray(scores)
     if task == "multiclass":
         predicted = scores.argmax(axis=1)
         labels = list(range(len(class_names)))

@@ -10,6 +10,8 @@ import Keras at module scope: `tunebench.training` does, and is imported only on
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import shutil
 import signal
@@ -23,11 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebench.budget import Budget
-from tunebench.context import TrialContext, drive, history_of
+from tunebench.context import TrialContext, drive, history_of, out_of_collector_sight
 from tunebench.errors import TunebenchError
 from tunebench.job import PARENT_PID_ENV, Events, SearchJob, limit_memory, trial_weights_path, weights_path
 from tunebench.lanes import await_lanes, children_cpu_s, execute_lane, spawn_lanes
 from tunebench.loading import instantiate, load_and_record
+from tunebench.provenance import rss_mb
 from tunebench.settings import SearchOptions, TrainingOptions
 from tunebench.space import FixedHyperParameters
 from tunebench.store import RunStatus, Store
@@ -124,43 +127,47 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
     own_store = store is None
     store = store or Store(job.store_url)
     try:
-        run = store.run(job.run_id)
-        rows = {t["number"]: t for t in store.trials([job.run_id])}
-        best = rows.get(run["best_trial"]) if run["best_trial"] is not None else None
-        if run["best_params"] is None or best is None or best["best_epoch"] is None:
-            store.fail_run(job.run_id, run["error"] or "no trial finished with a validation score")
-            return RunStatus.FAILED
-        weights = trial_weights_path(job.artifact_dir, best["number"], best["best_epoch"])
-        if not weights.exists():
-            store.fail_run(job.run_id, f"the weights of the selected trial {best['number']} (epoch "
-                                       f"{best['best_epoch'] + 1}) are missing: {weights}")
-            return RunStatus.FAILED
-        try:
-            if family is None or data is None:
-                dataset, family, _ = instantiate(job)
-                data = dataset.splits(job.seed)
-            from tunebench import training
-
-            options = TrainingOptions.from_mapping(job.training)
-            training.set_precision(options)
-            metrics, model, batch_size = _test(job, family, data, options, run["best_params"], weights)
-            metrics.update(training.test_report(model, data.x_test, data.y_test, data.spec.task,
-                                                data.spec.class_names, batch_size))
-            test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
-            inference = training.inference_ms(model, data.x_test)
-            training.release(model)
-            default_test = _default_test(job, run, rows, family, data, options, test_key, metrics)
-            store.finish_run(job.run_id, test_score=metrics.get(test_key), test_metrics=metrics,
-                             baselines=baselines(data), inference_ms=inference, default_test_score=default_test,
-                             pareto=search_front(run, rows))
-            _keep_selected(job, weights)
-            return RunStatus.OK
-        except Exception as exc:
-            fail(store, job, exc, stage="test evaluation")
-            return RunStatus.FAILED
+        with out_of_collector_sight(collect=False):  # `release` collects: not the frameworks' objects
+            return _finalize(job, store, data, family)
     finally:
         if own_store:
             store.close()
+
+
+def _finalize(job: SearchJob, store: Store, data: Splits | None, family: ModelFamily | None) -> str:
+    run = store.run(job.run_id)
+    rows = {t["number"]: t for t in store.trials([job.run_id])}
+    best = rows.get(run["best_trial"]) if run["best_trial"] is not None else None
+    if run["best_params"] is None or best is None or best["best_epoch"] is None:
+        store.fail_run(job.run_id, run["error"] or "no trial finished with a validation score")
+        return RunStatus.FAILED
+    weights = trial_weights_path(job.artifact_dir, best["number"], best["best_epoch"])
+    if not weights.exists():
+        store.fail_run(job.run_id, f"the weights of the selected trial {best['number']} (epoch "
+                                   f"{best['best_epoch'] + 1}) are missing: {weights}")
+        return RunStatus.FAILED
+    try:
+        if family is None or data is None:
+            dataset, family, _ = instantiate(job)
+            data = dataset.splits(job.seed)
+        from tunebench import training
+
+        options = TrainingOptions.from_mapping(job.training)
+        training.set_precision(options)
+        metrics, model, scores = _test(job, family, data, options, run["best_params"], weights)
+        metrics.update(training.test_report(scores, data.y_test, data.spec.task, data.spec.class_names))
+        test_key = run["objective"][len("val_"):] if run["objective"] else "accuracy"
+        inference = training.inference_ms(model, data.x_test)
+        training.release(model)
+        default_test = _default_test(job, run, rows, family, data, options, test_key, metrics)
+        store.finish_run(job.run_id, test_score=metrics.get(test_key), test_metrics=metrics,
+                         baselines=baselines(data), inference_ms=inference, default_test_score=default_test,
+                         pareto=search_front(run, rows))
+        _keep_selected(job, weights)
+        return RunStatus.OK
+    except Exception as exc:
+        fail(store, job, exc, stage="test evaluation")
+        return RunStatus.FAILED
 
 
 def search_front(run: Mapping[str, Any], rows: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -180,15 +187,16 @@ def search_front(run: Mapping[str, Any], rows: Mapping[int, Mapping[str, Any]]) 
 
 
 def _test(job: SearchJob, family: ModelFamily, data: Splits, options: TrainingOptions,
-          params: Mapping[str, Any], weights: Path) -> tuple[dict[str, Any], Any, int]:
-    """Rebuild one configuration with its recorded weights and evaluate it once on the test split."""
+          params: Mapping[str, Any], weights: Path) -> tuple[dict[str, Any], Any, Any]:
+    """Rebuild one configuration with its recorded weights and score it once on the test split:
+    its compiled loss and metrics, and its predictions (one pass over the test images)."""
     from tunebench import training
 
     model, settings = training.build_trial_model(
         family, FixedHyperParameters(params), data.spec, options, max_epochs=job.max_epochs,
         train_size=len(data.x_test), weights=str(weights))
-    metrics = model.evaluate(data.x_test, data.y_test, batch_size=settings.batch_size, return_dict=True, verbose=0)
-    return {k: float(v) for k, v in metrics.items()}, model, settings.batch_size
+    metrics, scores = training.evaluate_once(model, data.x_test, data.y_test, settings.batch_size)
+    return metrics, model, scores
 
 
 def _default_test(job: SearchJob, run: Mapping[str, Any], rows: Mapping[int, Mapping[str, Any]],
@@ -262,9 +270,26 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="tunebench-parent-watch").start()
 
 
+def _run_job(mode: str, job: SearchJob, events: Events) -> str | None:
+    """Run one job (`search`, `resume` or `finalize`); None when its record could not be written."""
+    try:
+        if mode == "finalize":
+            return finalize(job)
+        return execute(job, events, resume=mode == "resume")
+    except Exception as exc:  # the record itself could not be written (a full disk): say why on the pipe
+        events.send("fatal", error=f"{type(exc).__name__}: {exc}"[:2000])  # first: the log is on that disk too
+        try:
+            traceback.print_exc()
+        except OSError:
+            pass
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     mode = "search"
+    if argv and argv[0] == "--serve":
+        return serve()
     if argv and argv[0] in ("--finalize", "--resume"):
         mode, argv = argv[0][2:], argv[1:]
     job = SearchJob.from_json(Path(argv[0]).read_text())
@@ -273,20 +298,139 @@ def main(argv: list[str] | None = None) -> int:
     if parent:
         _die_with_parent(int(parent))
     events = Events.from_env()
-    try:
-        if mode == "finalize":
-            status = finalize(job)
-        else:
-            status = execute(job, events, resume=mode == "resume")
-    except Exception as exc:  # the record itself could not be written (a full disk): say why on the pipe
-        events.send("fatal", error=f"{type(exc).__name__}: {exc}"[:2000])  # first: the log is on that disk too
-        try:
-            traceback.print_exc()
-        except OSError:
-            pass
+    status = _run_job(mode, job, events)
+    if status is None:
         return 1
     sys.stdout.flush()
     return 0 if status == RunStatus.OK else 1
+
+
+# -- a warm worker, reused across searches ----------------------------------------------------------------
+
+#: A warm worker leaves (and the runner starts a fresh one) once its resident memory has grown by
+#: this many MiB over what it held after its first job, or after `RECYCLE_JOBS` jobs.
+RECYCLE_GROWTH_MB = float(os.environ.get("TUNEBENCH_WORKER_RECYCLE_MB", "1024"))
+RECYCLE_JOBS = int(os.environ.get("TUNEBENCH_WORKER_MAX_JOBS", "100"))
+
+
+def serve() -> int:
+    """A warm worker (`python -m tunebench.worker --serve`): import the frameworks and the plugins
+    once, then run the jobs the runner writes to stdin, one JSON line each (`{"mode": "search" |
+    "resume" | "finalize", "job": PATH}`), one after the other.
+
+    Each job's output goes to its own `log.txt`, and each starts from the same state: Keras's
+    session cleared, its global configuration (float type, dtype policy, image layout) and the
+    environment as they were after the warm-up; every trial seeds itself. After each job it sends
+    `job_end` (the status, its resident memory) and leaves when memory grew past
+    `RECYCLE_GROWTH_MB` (`recycle: true`). A kill, as ever, ends the process: the runner then starts
+    a fresh one. The process exits at end of input.
+    """
+    limit_memory()
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent:
+        _die_with_parent(int(parent))
+    events = Events.from_env()
+    state = _WarmState.capture()
+    # the frameworks' objects, out of every collection for the worker's life: the searches'
+    # per-trial collections walk only what the searches make (see `context.drive`)
+    gc.collect()
+    gc.freeze()
+    events.send("ready", warm_s=round(state.warm_s, 3))
+    baseline: float | None = None
+    jobs = 0
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        job = SearchJob.from_json(Path(request["job"]).read_text())
+        state.restore()
+        with _output_to(Path(job.artifact_dir) / "log.txt", enabled=not job.verbose):
+            status = _run_job(request["mode"], job, events)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        if status is None:
+            return 1
+        jobs += 1
+        state.restore()  # free what the job left (its model, its graph) before measuring
+        gc.freeze()  # what the job imported for good (a strategy's library) joins the frameworks
+        rss = rss_mb()
+        baseline = rss if baseline is None else baseline
+        recycle = rss - baseline > RECYCLE_GROWTH_MB or jobs >= RECYCLE_JOBS
+        events.send("job_end", status=status, rss_mb=round(rss, 1), jobs=jobs, recycle=recycle)
+        if recycle:
+            return 0
+    return 0
+
+
+class _WarmState:
+    """What a warm worker restores before each job: Keras's global configuration and the environment."""
+
+    def __init__(self, environ: dict[str, str], keras_config: dict[str, Any], warm_s: float) -> None:
+        self.environ = environ
+        self.keras_config = keras_config
+        self.warm_s = warm_s
+
+    @classmethod
+    def capture(cls) -> _WarmState:
+        started = time.perf_counter()
+        import keras
+
+        from tunebench import training  # noqa: F401  (the framework's import: the cost being paid once)
+        from tunebench.registry import load_plugins
+
+        try:
+            load_plugins(())
+        except Exception:  # a broken plugin: the job that names it reports it
+            pass
+        config = {"floatx": keras.config.floatx(), "epsilon": keras.config.epsilon(),
+                  "image_data_format": keras.config.image_data_format(),
+                  "dtype_policy": keras.config.dtype_policy().name}
+        return cls(dict(os.environ), config, time.perf_counter() - started)
+
+    def restore(self) -> None:
+        import keras
+
+        keras.backend.clear_session()
+        keras.config.set_floatx(self.keras_config["floatx"])
+        keras.config.set_epsilon(self.keras_config["epsilon"])
+        keras.config.set_image_data_format(self.keras_config["image_data_format"])
+        keras.config.set_dtype_policy(self.keras_config["dtype_policy"])
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+
+
+class _output_to:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so the frameworks' own
+    output too) to `path` for the length of one job."""
+
+    def __init__(self, path: Path, *, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+        self.saved: tuple[int, int] | None = None
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is None:
+            return
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        for target, fd in zip((1, 2), self.saved):
+            os.dup2(fd, target)
+            os.close(fd)
+
 
 
 if __name__ == "__main__":

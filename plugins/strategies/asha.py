@@ -6,7 +6,8 @@ free it promotes the best trial of the highest rung that is in its rung's top `1
 been promoted yet, continuing that trial's model (weights and optimizer state) to the next rung's
 epochs; when nothing can be promoted it starts a new random configuration (seeded by the search
 seed and the trial number, as `random` is) on the lowest rung. Nothing waits for a rung to fill,
-so it runs with `parallel_trials` lanes: each lane reads the whole search's trials from the store.
+so it runs with `parallel_trials` lanes: each lane reads the whole search's trials from the store,
+and claims a promotion (`ctx.claim`) before making it, so that no two lanes promote one trial.
 `reuse_weights: false` trains each promoted trial from scratch (the same schedule), for comparison.
 """
 
@@ -52,7 +53,8 @@ class ASHA(SearchStrategy):
                 continue
             top = sorted(rung, key=lambda t: t.score, reverse=True)[: len(rung) // eta]
             for t in top:
-                if t.number not in promoted and (t.checkpointed or not self.options["reuse_weights"]):
+                if (t.number not in promoted and (t.checkpointed or not self.options["reuse_weights"])
+                        and ctx.claim(f"promote-{t.number}")):  # no other lane promotes it too
                     return t, rungs[k + 1]
         return None
 

@@ -109,6 +109,27 @@ def test_asha_promotes_each_trial_once_to_the_next_rung_continuing_its_model(tmp
     assert store.run(run_id)["status"] == "ok"
 
 
+@pytest.mark.slow  # two processes training for a minute and a half
+def test_asha_with_two_lanes_promotes_each_trial_once_across_the_lanes(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="asha", budget_s=90, max_epochs=9,
+                                  search_options={"first_trial": "none"},
+                                  strategy_options={"min_epochs": 1, "max_epochs": 9, "eta": 3, "max_trials": 16,
+                                                    "parallel_trials": 2})
+    rows = store.trials([run_id])
+    by_number = {t["number"]: t for t in rows}
+    assert {t["lane"] for t in rows} == {0, 1}
+    continued = [t for t in rows if (t["notes"] or {}).get("resumed_from") is not None]
+    assert continued
+    sources = [t["notes"]["resumed_from"] for t in continued]
+    assert len(sources) == len(set(sources))  # promoted once, whichever lane promoted it
+    for t in continued:
+        source = by_number[t["notes"]["resumed_from"]]
+        assert t["epoch_budget"] > source["epoch_budget"] and t["notes"]["initial_epoch"] == source["epoch_budget"]
+        assert t["epochs_done"] == t["epoch_budget"] - source["epoch_budget"]
+    run = store.run(run_id)
+    assert run["status"] == "ok" and run["lanes"] == 2
+
+
 def test_pbt_exploits_a_better_members_model_and_explores_its_learning_rate(tmp_path):
     store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="pbt", budget_s=120, max_epochs=4,
                                   search_options={"first_trial": "none"},
