@@ -201,6 +201,18 @@ def _catalog(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tunebench.runner import prewarm_worker, retire
+
+    # the first search's process imports the frameworks while this one checks the suite
+    warm = prewarm_worker(verbose=args.verbose) if args.executor != "ray" and not args.backend else None
+    try:
+        return _run(args, warm)
+    finally:
+        if warm is not None:
+            retire(warm)  # unused (a user error, another backend), or already ended by the runner
+
+
+def _run(args: argparse.Namespace, warm: Any) -> int:
     from tunebench import leaderboard
     from tunebench.runner import Runner, visible_gpus
     from tunebench.store import Store
@@ -226,6 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = Runner(suite, store, args.results, workers=args.workers or 1, rerun_failed=args.rerun_failed,
                     verbose=args.verbose, plugins=plugins, gpus=gpus if args.workers is None else gpus[:args.workers],
                     trials_per_gpu=args.trials_per_gpu)
+    runner.prewarm(warm)
     if args.executor == "ray":
         from tunebench.budget import parse_size
         from tunebench.cluster import RayExecutor, Resources

@@ -265,8 +265,9 @@ def _read_arrays(target: Path) -> ArrayData | None:
     if not (target / "notes.json").is_file():
         return None
     try:
-        arrays = {name: (np.load(target / f"{name}.npy", mmap_mode="r" if name.startswith("x") else None)
-                         if (target / f"{name}.npy").is_file() else None) for name in _FIELDS}
+        arrays: dict[str, Any] = {
+            name: (np.load(target / f"{name}.npy", mmap_mode="r" if name.startswith("x") else None)
+                   if (target / f"{name}.npy").is_file() else None) for name in _FIELDS}
         return ArrayData(**arrays)
     except (OSError, ValueError):
         return None

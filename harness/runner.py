@@ -312,6 +312,8 @@ class Runner:
         """End the warm workers: each leaves at the end of its input (killed if it does not)."""
         idle, self.idle = self.idle, []
         for w in idle:
+            if w.jobs == 0:  # never used (it may still be importing)
+                _kill(w.proc)
             try:
                 if w.proc.stdin is not None:
                     w.proc.stdin.close()
@@ -328,27 +330,20 @@ class Runner:
     def _worker_for(self, key: tuple[Any, ...], env: dict[str, str], log_path: Path | None) -> tuple[_Worker, bool]:
         """An idle warm worker with `key`, or a fresh one; and whether it was warm."""
         for w in list(self.idle):
-            self.idle.remove(w)
             if w.key == key and w.proc.poll() is None:
+                self.idle.remove(w)
                 return w, True
-            if w.proc.poll() is None:  # another environment: not needed now that this one is taken
-                self.idle.append(w)
-            else:
-                w.reader.close()
-        read_fd, write_fd = os.pipe()
-        env = dict(env, **{EVENT_FD_ENV: str(write_fd)})
-        if log_path is not None:
-            log = open(log_path, "ab")
-            streams: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT}
-        else:
-            log, streams = None, {}
-        proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, "--serve"], env=env,
-                                pass_fds=(write_fd,), stdin=subprocess.PIPE,
-                                start_new_session=True, **streams)
-        os.close(write_fd)
-        if log is not None:
-            log.close()
-        return _Worker(proc, os.fdopen(read_fd, "rb", buffering=0), key), False
+        # none: the idle ones (another backend or accelerator, or dead) give their memory back
+        idle, self.idle = self.idle, []
+        for w in idle:
+            retire(w)
+        return spawn_worker(key, env, log_path), False
+
+    def prewarm(self, worker: _Worker | None) -> None:
+        """Keep `worker` (from `prewarm_worker`, started while the suite was checked) for the first search."""
+        if worker is not None:
+            self.idle.append(worker)
+
 
     def _give_back(self, a: _Active) -> bool:
         """Keep the worker of an ended job for the next search, when it is alive and may be reused."""
@@ -386,21 +381,23 @@ class Runner:
             env["KERAS_BACKEND"] = search.backend
         if not self.verbose:
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        key = (backend_of(search), slot, env[MEMORY_LIMIT_ENV], self.verbose)
+        key = worker_key(backend_of(search), slot, self.verbose)
         # a fresh worker's own output (its warm-up) goes to the log of the job it was started for
         spawn_log = None if self.verbose else Path(job.artifact_dir) / "log.txt"
         worker, warm = self._worker_for(key, env, spawn_log)
         mode = "finalize" if finalize_job is not None else "resume" if resume_job is not None else "search"
+        request = json.dumps({"mode": mode, "job": str(job_path),
+                              "memory_limit": env[MEMORY_LIMIT_ENV]}).encode() + b"\n"
         try:
             assert worker.proc.stdin is not None
-            worker.proc.stdin.write(json.dumps({"mode": mode, "job": str(job_path)}).encode() + b"\n")
+            worker.proc.stdin.write(request)
             worker.proc.stdin.flush()
         except OSError:  # it died while idle: a fresh one
             _kill(worker.proc)
             worker.reader.close()
             worker, warm = self._worker_for(key, env, spawn_log)
             assert worker.proc.stdin is not None
-            worker.proc.stdin.write(json.dumps({"mode": mode, "job": str(job_path)}).encode() + b"\n")
+            worker.proc.stdin.write(request)
             worker.proc.stdin.flush()
         worker.jobs += 1
         self.store.update_run(job.run_id, pid=worker.proc.pid)  # the process other runners check for life
@@ -468,7 +465,7 @@ class Runner:
         """Read what the ended job's process said; keep its worker for the next search, or end it."""
         self._read_pending(a)
         if not self._give_back(a):
-            _retire(a.worker)
+            retire(a.worker)
 
     def _event(self, a: _Active, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -596,9 +593,45 @@ class Runner:
         return follow_up
 
 
-def _retire(w: _Worker) -> None:
+def worker_key(backend: str, slot: str | None, verbose: bool) -> tuple[Any, ...]:
+    """What a warm worker is bound to for life: its Keras backend, its accelerator, log capture."""
+    return (backend, slot, verbose)
+
+
+def spawn_worker(key: tuple[Any, ...], env: dict[str, str], log_path: Path | None) -> _Worker:
+    """Start a warm worker (`python -m tunebench.worker --serve`) with `env`; its own output goes
+    to `log_path` (None: inherited)."""
+    read_fd, write_fd = os.pipe()
+    env = dict(env, **{EVENT_FD_ENV: str(write_fd)})
+    if log_path is not None:
+        log = open(log_path, "ab")
+        streams: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT}
+    else:
+        log, streams = None, {}
+    proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, "--serve"], env=env,
+                            pass_fds=(write_fd,), stdin=subprocess.PIPE, start_new_session=True, **streams)
+    os.close(write_fd)
+    if log is not None:
+        log.close()
+    return _Worker(proc, os.fdopen(read_fd, "rb", buffering=0), key)
+
+
+def prewarm_worker(*, verbose: bool = False) -> _Worker:
+    """A warm worker for the first search of a local run, started before the suite is checked (its
+    framework import runs beside the command line's own). A search that needs another backend or
+    an accelerator does not use it, and it is ended."""
+    env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+    if not verbose:
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
+    return spawn_worker(worker_key(backend, None, verbose), env, None if verbose else Path(os.devnull))
+
+
+def retire(w: _Worker) -> None:
     """End a worker that will not be reused: it leaves by itself after its last job (a recycle),
     or is killed."""
+    if w.jobs == 0:  # never used (it may still be importing): nothing to wait for
+        _kill(w.proc)
     try:
         if w.proc.stdin is not None:
             w.proc.stdin.close()

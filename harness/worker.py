@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from tunebench.budget import Budget
 from tunebench.context import TrialContext, drive, history_of, out_of_collector_sight
 from tunebench.errors import TunebenchError
-from tunebench.job import PARENT_PID_ENV, Events, SearchJob, limit_memory, trial_weights_path, weights_path
+from tunebench.job import (
+    MEMORY_LIMIT_ENV,
+    PARENT_PID_ENV,
+    Events,
+    SearchJob,
+    limit_memory,
+    trial_weights_path,
+    weights_path,
+)
 from tunebench.lanes import await_lanes, children_cpu_s, execute_lane, spawn_lanes
 from tunebench.loading import instantiate, load_and_record
 from tunebench.provenance import rss_mb
@@ -316,7 +324,7 @@ RECYCLE_JOBS = int(os.environ.get("TUNEBENCH_WORKER_MAX_JOBS", "100"))
 def serve() -> int:
     """A warm worker (`python -m tunebench.worker --serve`): import the frameworks and the plugins
     once, then run the jobs the runner writes to stdin, one JSON line each (`{"mode": "search" |
-    "resume" | "finalize", "job": PATH}`), one after the other.
+    "resume" | "finalize", "job": PATH, "memory_limit": BYTES}`), one after the other.
 
     Each job's output goes to its own `log.txt`, and each starts from the same state: Keras's
     session cleared, its global configuration (float type, dtype policy, image layout) and the
@@ -344,6 +352,9 @@ def serve() -> int:
         request = json.loads(line)
         job = SearchJob.from_json(Path(request["job"]).read_text())
         state.restore()
+        if request.get("memory_limit"):  # this search's memory guard (its lanes inherit it)
+            os.environ[MEMORY_LIMIT_ENV] = str(request["memory_limit"])
+            limit_memory()
         with _output_to(Path(job.artifact_dir) / "log.txt", enabled=not job.verbose):
             status = _run_job(request["mode"], job, events)
             sys.stdout.flush()

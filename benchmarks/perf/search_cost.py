@@ -11,7 +11,7 @@ Parts:
   must stay flat, or the worker is recycled). Goal: fixed cost <= 1.5 s.
 - `bench_wall`: the default suite (`benchmarks/smoke.yaml`, what `make bench` runs) in a fresh
   results folder: the command's wall time over the sum of its searches' budgets. Goal: <= 1.1.
-- `side_by_side`: one fixed convnet, 6 trials of 3 epochs on the same generated data, through a
+- `side_by_side`: one fixed convnet, 6 trials of 2 epochs on the same generated data, through a
   bare Keras loop, KerasTuner (GridSearch over a dummy value), Optuna (`study.optimize`) and
   tunebench (`fixed` strategy), each a fresh Python process: the median trial against the bare
   loop's (goal <= 1.02), the whole process against the bare one's (goal <= 1.05; each ends with one
@@ -221,7 +221,7 @@ CONVNET = {"blocks": 3, "convs_per_block": 1, "filters_0": 32, "filters_1": 64, 
            "class_weight": False}
 
 
-def side_by_side(work: Path, trials: int, epochs: int, samples: int) -> dict[str, Any]:
+def side_by_side(work: Path, trials: int, epochs: int, samples: int, rounds: int) -> dict[str, Any]:
     import numpy as np
 
     from tunebench.plugins.datasets.synthetic import Synthetic
@@ -230,23 +230,47 @@ def side_by_side(work: Path, trials: int, epochs: int, samples: int) -> dict[str
     arrays = work / "data.npz"
     np.savez(arrays, xtr=data.x_train, ytr=data.y_train, xva=data.x_val, yva=data.y_val, xte=data.x_test,
              yte=data.y_test)
-    out: dict[str, Any] = {"trials": trials, "epochs": epochs, "train_images": len(data.x_train)}
-    for name, script in (("bare Keras", BARE), ("KerasTuner", KERAS_TUNER), ("Optuna", OPTUNA)):
-        (work / "script.py").write_text(textwrap.dedent(script))
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, str(work / "script.py"), str(arrays), str(trials), str(epochs),
-                                 str(work / "kt")], capture_output=True, text=True,
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-        wall = time.perf_counter() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} failed:\n{result.stderr[-3000:]}")
-        row = json.loads(result.stdout.strip().splitlines()[-1])
-        out[name] = dict(row, wall_s=wall)
-        print(f"  {name}: {wall:.1f} s", file=sys.stderr, flush=True)
+    tools = ["bare Keras", "KerasTuner", "Optuna", "tunebench"]
+    out: dict[str, Any] = {"trials": trials, "epochs": epochs, "train_images": len(data.x_train), "rounds": rounds,
+                           **{name: {"rounds": []} for name in tools}}
+    for k in range(rounds):  # the order turns each round: no tool always runs first or last
+        for name in tools[k % len(tools):] + tools[: k % len(tools)]:
+            row = _tunebench_fixed(work, k, trials, epochs, samples) if name == "tunebench" else \
+                _script(work, name, arrays, trials, epochs)
+            out[name]["rounds"].append(row)
+            print(f"  round {k + 1} {name}: {row['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    for name in tools:
+        r = out[name]
+        # trial 1 traces the step functions: trials 2.. of every round
+        r["median_trial_s"] = statistics.median(t for row in r["rounds"] for t in row["trials_s"][1:])
+        r["wall_s"] = statistics.median(row["wall_s"] for row in r["rounds"])
+        r["test"] = r["rounds"][0]["test"]
+        r["rss_slope_mb_per_trial"] = statistics.median(
+            slope([v for v in row["rss_mb"][1:] if v is not None]) for row in r["rounds"])
+    bare = out["bare Keras"]
+    for name in tools:
+        out[name]["per_trial_ratio"] = out[name]["median_trial_s"] / bare["median_trial_s"]
+        out[name]["end_to_end_ratio"] = out[name]["wall_s"] / bare["wall_s"]
+    return out
 
+
+def _script(work: Path, name: str, arrays: Path, trials: int, epochs: int) -> dict[str, Any]:
+    script = {"bare Keras": BARE, "KerasTuner": KERAS_TUNER, "Optuna": OPTUNA}[name]
+    (work / "script.py").write_text(textwrap.dedent(script))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(work / "script.py"), str(arrays), str(trials), str(epochs),
+                             str(work / "kt")], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{result.stderr[-3000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]), wall_s=wall)
+
+
+def _tunebench_fixed(work: Path, k: int, trials: int, epochs: int, samples: int) -> dict[str, Any]:
     from tunebench.store import Store
 
-    results = work / "tb"
+    results = work / f"tb{k}"
     suite = write_suite(work / "tb.yaml", name="sidebyside", budget="30m", max_epochs=epochs, first_trial="none",
                         datasets=[{"synthetic": {"size": 28, "channels": 1, "classes": 10, "noise": 0.35,
                                                  "samples": samples}}],
@@ -257,18 +281,8 @@ def side_by_side(work: Path, trials: int, epochs: int, samples: int) -> dict[str
     run = store.runs()[0]
     rows = store.trials([run["id"]])
     store.close()
-    out["tunebench"] = {"trials_s": [t["finished_at"] - t["started_at"] for t in rows],
-                        "rss_mb": [(t["timings"] or {}).get("rss_mb") for t in rows],
-                        "test": run["test_score"], "wall_s": wall}
-    bare = out["bare Keras"]
-    for name in ("bare Keras", "KerasTuner", "Optuna", "tunebench"):
-        r = out[name]
-        r["median_trial_s"] = statistics.median(r["trials_s"][1:])  # the first traces the step functions
-        r["per_trial_ratio"] = r["median_trial_s"] / bare["median_trial_s"]
-        r["end_to_end_ratio"] = r["wall_s"] / bare["wall_s"]
-        rss = [v for v in r["rss_mb"][1:] if v is not None]
-        r["rss_slope_mb_per_trial"] = slope(rss)
-    return out
+    return {"trials_s": [t["finished_at"] - t["started_at"] for t in rows],
+            "rss_mb": [(t["timings"] or {}).get("rss_mb") for t in rows], "test": run["test_score"], "wall_s": wall}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -296,7 +310,8 @@ def markdown(r: dict[str, Any]) -> str:
     if "side_by_side" in r:
         s = r["side_by_side"]
         lines += ["", f"One fixed convnet, {s['trials']} trials of {s['epochs']} epochs on {s['train_images']} "
-                      "generated 28x28 images, each tool in a fresh process:", "",
+                      f"generated 28x28 images, each tool in a fresh process, {s['rounds']} rounds (the order "
+                      "turning; medians):", "",
                   "| tool | median trial (trials 2-6) | per trial vs bare | whole process | end to end vs bare "
                   "| memory per trial | test accuracy |", "|---|---|---|---|---|---|---|"]
         for name in ("bare Keras", "KerasTuner", "Optuna", "tunebench"):
@@ -312,6 +327,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "perf"))
     parser.add_argument("--only", action="append", choices=("fixed_cost", "bench_wall", "side_by_side"))
     parser.add_argument("--searches", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2, help="side by side: rounds, the tools' order turning")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -325,7 +341,7 @@ def main() -> int:
                                           "python": platform.python_version(), "keras": keras.__version__}}
     steps = [("fixed_cost", lambda: fixed_cost(work, args.searches, 3.0)),
              ("bench_wall", lambda: bench_wall(work)),
-             ("side_by_side", lambda: side_by_side(work, trials=6, epochs=3, samples=8000))]
+             ("side_by_side", lambda: side_by_side(work, trials=6, epochs=2, samples=8000, rounds=args.rounds))]
     for name, step in steps:
         if args.only and name not in args.only:
             continue
