@@ -136,10 +136,10 @@ class TrialContext(SearchContext):
         return self.budget.expired or (self._least_start_s is not None
                                        and self.budget.remaining() < self._least_start_s)
 
-    def search_trials(self) -> tuple[TrialRecord, ...]:
+    def search_trials(self, *, curves: bool = True) -> tuple[TrialRecord, ...]:
         if self.lanes == 1:
             return self.trials
-        return tuple(history_of(self.store, self.run_id))  # every lane's, from the store
+        return tuple(history_of(self.store, self.run_id, curves=curves))  # every lane's, from the store
 
     def claim(self, name: str) -> bool:
         if self.lanes == 1:
@@ -371,15 +371,15 @@ class TrialContext(SearchContext):
                 self._files.pop(other).unlink(missing_ok=True)
 
 
-def history_of(store: Store, run_id: int) -> list[TrialRecord]:
+def history_of(store: Store, run_id: int, *, curves: bool = True) -> list[TrialRecord]:
     """The trials a run has recorded so far, as strategies see them (for a search that goes on in a
-    fresh process)."""
+    fresh process, or another lane's view); `curves=False` leaves each trial's `history` empty."""
     rows = store.trials([run_id])
-    curves: dict[int, list[dict[str, float]]] = {}
-    for e in store.epochs([r["id"] for r in rows]):
-        curves.setdefault(e["trial_id"], []).append(dict(e["metrics"]))
+    by_trial: dict[int, list[dict[str, float]]] = {}
+    for e in store.epochs([r["id"] for r in rows]) if curves else ():
+        by_trial.setdefault(e["trial_id"], []).append(dict(e["metrics"]))
     return [TrialRecord(number=r["number"], status=r["status"], params=dict(r["params"] or {}), score=r["score"],
-                        history=tuple(curves.get(r["id"], ())), error=r["error"],
+                        history=tuple(by_trial.get(r["id"], ())), error=r["error"],
                         duration=(r["finished_at"] or r["started_at"]) - r["started_at"],
                         param_count=r["param_count"], epochs=r["epochs_done"] or 0, timings=r["timings"] or {},
                         epoch_budget=r["epoch_budget"], inference_ms=r["inference_ms"],

@@ -327,7 +327,7 @@ def _in_memory(x: Any) -> Any:
     """`x` itself, or a copy in memory when it is mapped from the decoded-image cache."""
     import numpy as np
 
-    return take(x, np.arange(len(x))) if getattr(x, "_mmap", None) is not None else x
+    return take(x, np.arange(len(x))) if isinstance(x, np.memmap) else x
 
 
 def _strata(y: np.ndarray, task: Task) -> np.ndarray:

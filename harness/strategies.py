@@ -126,10 +126,11 @@ class SearchContext(ABC):
         """Every trial of this search so far, in order (with parallel trials: this lane's, and those
         recorded before the search resumed)."""
 
-    def search_trials(self) -> tuple[TrialRecord, ...]:
+    def search_trials(self, *, curves: bool = True) -> tuple[TrialRecord, ...]:
         """Every trial of the whole search so far, across its lanes (with parallel trials it reads
         the store; a trial in flight in another lane has status `running`). Same as `trials` with
-        one lane."""
+        one lane. `curves=False` leaves out the other lanes' per-epoch histories (one query less,
+        for a strategy that reads only scores)."""
         return self.trials
 
     @property

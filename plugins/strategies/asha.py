@@ -43,7 +43,7 @@ class ASHA(SearchStrategy):
 
     def promotion(self, ctx, rungs):
         """The trial to promote now, and its next rung's epochs, or None."""
-        trials = ctx.search_trials()
+        trials = ctx.search_trials(curves=False)  # scores are enough
         # promoted: continued by a later trial (any lane's), or promoted from scratch by this lane
         promoted = {t.resumed_from for t in trials if t.resumed_from is not None} | self._promoted
         eta = self.options["eta"]

@@ -111,10 +111,22 @@ def test_asha_promotes_each_trial_once_to_the_next_rung_continuing_its_model(tmp
 
 @pytest.mark.slow  # two processes training for a minute and a half
 def test_asha_with_two_lanes_promotes_each_trial_once_across_the_lanes(tmp_path):
-    store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="asha", budget_s=90, max_epochs=9,
-                                  search_options={"first_trial": "none"},
-                                  strategy_options={"min_epochs": 1, "max_epochs": 9, "eta": 3, "max_trials": 16,
-                                                    "parallel_trials": 2})
+    from tests.conftest import tunebench, write_suite
+    from tunebench.store import Store
+
+    suite = write_suite(tmp_path / "asha.yaml", """name: asha2
+budget: 90s
+max_epochs: 9
+first_trial: none
+seeds: [0]
+datasets: [digits]
+model_families: [mlp]
+strategies: [{asha: {min_epochs: 1, max_epochs: 9, eta: 3, max_trials: 16, parallel_trials: 2}}]
+""")
+    result = tunebench("run", str(suite), "--results", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = Store.open(tmp_path / "results")
+    run_id = store.runs()[0]["id"]
     rows = store.trials([run_id])
     by_number = {t["number"]: t for t in rows}
     assert {t["lane"] for t in rows} == {0, 1}
