@@ -103,6 +103,13 @@ class TrialContext(SearchContext):
         return hp.params
 
     def next_number(self) -> int:
+        # a number handed out is a trial on record: never one that cannot start (with several
+        # lanes a number reserved and then dropped at the deadline left a gap in the numbering)
+        if self._no_time():
+            raise BudgetExhausted()
+        self.release()
+        if self._no_time():
+            raise BudgetExhausted()
         return self.store.next_trial_number(self.job.run_id)
 
     def default_values(self) -> dict[str, Any]:

@@ -49,6 +49,21 @@ def spawn_lanes(job: SearchJob) -> list[subprocess.Popen[bytes]]:
                              stdin=subprocess.DEVNULL) for lane in range(1, job.lanes)]
 
 
+def ready_path(job: SearchJob, lane: int) -> Path:
+    """The file lane `lane` writes once its data is loaded (lanes started by lane 0 share its disk)."""
+    return Path(job.artifact_dir) / f"lane{lane}.ready"
+
+
+def await_ready(job: SearchJob, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until every lane lane 0 started has loaded its data (or died, or `SETUP_TIMEOUT_S`
+    passed), so that the search's clock starts with all its lanes: a warm lane 0 is ready in a
+    fraction of a second, a fresh lane process only after importing the frameworks."""
+    give_up = time.time() + SETUP_TIMEOUT_S
+    for lane, proc in enumerate(procs, 1):
+        while not ready_path(job, lane).exists() and proc.poll() is None and time.time() < give_up:
+            time.sleep(LANE_POLL_S)
+
+
 def execute_lane(job: SearchJob, events: Events) -> str:
     """Lane k > 0 of a search with parallel trials: load the data, wait for lane 0's clock to start,
     then drive the strategy against the same run until the same deadline."""
@@ -57,6 +72,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
         try:
             dataset, family, strategy = instantiate(job)
             data, _ = prepare_splits(job, dataset)
+            ready_path(job, job.lane).touch()  # lane 0 starts the clock once every lane is here
             started = None
             give_up = time.time() + SETUP_TIMEOUT_S
             while started is None and time.time() < give_up:

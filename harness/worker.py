@@ -36,7 +36,7 @@ from tunebench.job import (
     trial_weights_path,
     weights_path,
 )
-from tunebench.lanes import await_lanes, children_cpu_s, execute_lane, spawn_lanes
+from tunebench.lanes import await_lanes, await_ready, children_cpu_s, execute_lane, spawn_lanes
 from tunebench.loading import instantiate, load_and_record
 from tunebench.provenance import rss_mb
 from tunebench.settings import SearchOptions, TrainingOptions
@@ -67,6 +67,8 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
             if job.lanes > 1 and job.spawn_lanes:  # they load their data while this one does
                 lanes = spawn_lanes(job)
             data = load_and_record(job, store, dataset)
+            if lanes and not resume:
+                await_ready(job, lanes)  # the clock starts with every lane loaded
         except Exception as exc:
             fail(store, job, exc, stage="setup")
             return RunStatus.FAILED

@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TESTING_PLUGINS, tunebench, write_suite
 from tests.harness.warm_probe import PROBE_COUNT, PROBE_OUT
 from tunebench.store import Store
@@ -78,6 +80,7 @@ def _clean(probe: dict) -> bool:
         None, "float32", "channels_last", "float32")
 
 
+@pytest.mark.slow  # three suites, each starting its own worker: the slow tier (make test-slow)
 def test_a_slow_load_is_mapped_from_the_disk_cache_until_its_source_changes(tmp_path):
     source, cache = tmp_path / "source.txt", tmp_path / "cache"
     source.write_text("images")
