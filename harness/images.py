@@ -193,7 +193,7 @@ def take(x: np.ndarray, index: np.ndarray) -> np.ndarray:
             first = int(wanted[lo])
             hi = int(np.searchsorted(wanted, first + step, side="left"))
             last = int(wanted[hi - 1]) + 1
-            view = memoryview(block[: last - first]).cast("B")
+            view = memoryview(block[: last - first]).cast("B")  # type: ignore[arg-type]
             f.seek(offset + first * row)
             done = 0
             while done < len(view):
@@ -210,16 +210,17 @@ def _mapped_file(x: Any) -> tuple[str, int] | None:
     """(file, byte offset of row 0) of a whole-file `np.memmap` of a `.npy` file, else None."""
     import numpy as np
 
-    if not isinstance(x, np.memmap) or getattr(x, "filename", None) is None or not x.flags.c_contiguous:
+    filename = getattr(x, "filename", None)
+    if not isinstance(x, np.memmap) or filename is None or not x.flags.c_contiguous:
         return None
     row = int(np.prod(x.shape[1:])) * x.dtype.itemsize
     try:
-        size = os.path.getsize(x.filename)
+        size = os.path.getsize(filename)
     except OSError:
         return None
     if x.offset + len(x) * row != size:  # a slice of the mapping: its offset is not row 0's
         return None
-    return str(x.filename), int(x.offset)
+    return str(filename), int(x.offset)
 
 
 def _decode(path: str, size: tuple[int, int], color_mode: str) -> np.ndarray:
