@@ -105,12 +105,16 @@ class TrialContext(SearchContext):
     def next_number(self) -> int:
         # a number handed out is a trial on record: never one that cannot start (with several
         # lanes a number reserved and then dropped at the deadline left a gap in the numbering)
+        self._ready_to_start()
+        return self.store.next_trial_number(self.job.run_id)
+
+    def _ready_to_start(self) -> None:
+        """Free the last trial's model; `BudgetExhausted` when no trial can start any more."""
         if self._no_time():
             raise BudgetExhausted()
         self.release()
-        if self._no_time():
+        if self._no_time():  # freeing the last trial's model took the time that was left
             raise BudgetExhausted()
-        return self.store.next_trial_number(self.job.run_id)
 
     def default_values(self) -> dict[str, Any]:
         return dict(self.family.default_values(self.spec))
@@ -173,13 +177,8 @@ class TrialContext(SearchContext):
                   report: EpochReport | None = None, number: int | None = None,
                   latency: bool = False, resume_from: int | None = None,
                   checkpoint: bool = False) -> TrialRecord:
-        if self._no_time():
-            raise BudgetExhausted()
+        self._ready_to_start()
         from tunebench import training
-
-        self.release()
-        if self._no_time():  # freeing the last trial's model took the time that was left
-            raise BudgetExhausted()
 
         if number is None:
             number = self.next_number()

@@ -311,21 +311,10 @@ class Runner:
     def close_workers(self) -> None:
         """End the warm workers: each leaves at the end of its input (killed if it does not)."""
         idle, self.idle = self.idle, []
+        for w in idle:  # all at once: they leave side by side
+            _end_input(w)
         for w in idle:
-            if w.jobs == 0:  # never used (it may still be importing)
-                _kill(w.proc)
-            try:
-                if w.proc.stdin is not None:
-                    w.proc.stdin.close()
-            except OSError:
-                pass
-        deadline = time.time() + 10
-        for w in idle:
-            try:
-                w.proc.wait(max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                _kill(w.proc)
-            w.reader.close()
+            retire(w)
 
     def _worker_for(self, key: tuple[Any, ...], env: dict[str, str], log_path: Path | None) -> tuple[_Worker, bool]:
         """An idle warm worker with `key`, or a fresh one; and whether it was warm."""
@@ -388,17 +377,11 @@ class Runner:
         mode = "finalize" if finalize_job is not None else "resume" if resume_job is not None else "search"
         request = json.dumps({"mode": mode, "job": str(job_path),
                               "memory_limit": env[MEMORY_LIMIT_ENV]}).encode() + b"\n"
-        try:
-            assert worker.proc.stdin is not None
-            worker.proc.stdin.write(request)
-            worker.proc.stdin.flush()
-        except OSError:  # it died while idle: a fresh one
+        if not _send(worker, request):  # it died while idle: a fresh one
             _kill(worker.proc)
             worker.reader.close()
             worker, warm = self._worker_for(key, env, spawn_log)
-            assert worker.proc.stdin is not None
-            worker.proc.stdin.write(request)
-            worker.proc.stdin.flush()
+            _send(worker, request)
         worker.jobs += 1
         self.store.update_run(job.run_id, pid=worker.proc.pid)  # the process other runners check for life
         a = _Active(search, job, job_path, worker, index, slot=slot)
@@ -623,20 +606,35 @@ def prewarm_worker(*, verbose: bool = False) -> _Worker:
     env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
     if not verbose:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
-    return spawn_worker(worker_key(backend, None, verbose), env, None if verbose else Path(os.devnull))
+    return spawn_worker(worker_key(default_backend(), None, verbose), env, None if verbose else Path(os.devnull))
 
 
-def retire(w: _Worker) -> None:
-    """End a worker that will not be reused: it leaves by itself after its last job (a recycle),
-    or is killed."""
-    if w.jobs == 0:  # never used (it may still be importing): nothing to wait for
+def _send(w: _Worker, request: bytes) -> bool:
+    """Hand `w` a job; False if it is gone."""
+    try:
+        assert w.proc.stdin is not None
+        w.proc.stdin.write(request)
+        w.proc.stdin.flush()
+        return True
+    except OSError:
+        return False
+
+
+def _end_input(w: _Worker) -> None:
+    """Tell `w` no job follows (it leaves); one that never got a job (it may still be importing) is killed."""
+    if w.jobs == 0:
         _kill(w.proc)
     try:
         if w.proc.stdin is not None:
             w.proc.stdin.close()
     except OSError:
         pass
+
+
+def retire(w: _Worker) -> None:
+    """End a worker that will not be reused: it leaves by itself after its last job (a recycle),
+    or is killed."""
+    _end_input(w)
     try:
         w.proc.wait(5)
     except subprocess.TimeoutExpired:
@@ -677,7 +675,12 @@ def lanes_of(search: Search) -> int:
 
 def backend_of(search: Search) -> str:
     """The Keras backend a search's process will use."""
-    return search.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    return search.backend or default_backend()
+
+
+def default_backend() -> str:
+    """The Keras backend a search's process uses unless the suite names one."""
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
 def accelerator_env(device: str, *, share: int = 1) -> dict[str, str]:

@@ -353,7 +353,6 @@ def serve() -> int:
             continue
         request = json.loads(line)
         job = SearchJob.from_json(Path(request["job"]).read_text())
-        state.restore()
         if request.get("memory_limit"):  # this search's memory guard (its lanes inherit it)
             os.environ[MEMORY_LIMIT_ENV] = str(request["memory_limit"])
             limit_memory()
@@ -364,7 +363,7 @@ def serve() -> int:
         if status is None:
             return 1
         jobs += 1
-        state.restore()  # free what the job left (its model, its graph) before measuring
+        state.restore()  # for the next job, and to free what this one left before measuring
         gc.freeze()  # what the job imported for good (a strategy's library) joins the frameworks
         rss = rss_mb()
         baseline = rss if baseline is None else baseline

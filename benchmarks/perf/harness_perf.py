@@ -442,6 +442,18 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_steps(steps: list[tuple[str, Any]], only: list[str] | None, report: dict[str, Any], path: Path) -> None:
+    """Run each (name, callable) step that `only` selects into `report`, writing it to `path` after each."""
+    for name, step in steps:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        report[name] = step()
+        print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        path.write_text(json.dumps(report, indent=1, default=float))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "perf"), help="where the JSON and Markdown go")
@@ -476,14 +488,7 @@ def main() -> int:
         ("placement", lambda: placement(work, reps=1 if quick else 3, samples=4000 if quick else 8000,
                                         epochs=2 if quick else 3)),
     ]
-    for name, step in steps:
-        if args.only and name not in args.only:
-            continue
-        t0 = time.time()
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        report[name] = step()
-        print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        (out / "harness_perf.json").write_text(json.dumps(report, indent=1, default=float))
+    run_steps(steps, args.only, report, out / "harness_perf.json")
     if args.only:
         print(json.dumps({k: report[k] for k in args.only}, indent=1, default=float)[:3000])
         return 0

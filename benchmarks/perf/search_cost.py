@@ -36,23 +36,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.perf.harness_perf import run_steps, write_suite  # noqa: E402
+from benchmarks.perf.harness_perf import tunebench as _tunebench  # noqa: E402
 
 
-def tunebench(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+def tunebench(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`harness_perf.tunebench`, and its wall time (the command's whole process)."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "tunebench.cli", *args], capture_output=True, text=True,
-                            cwd=ROOT, env=dict(os.environ, **(env or {})))
-    wall = time.perf_counter() - started
-    if result.returncode not in (0, 1):
-        raise RuntimeError(f"tunebench {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return result, wall
-
-
-def write_suite(path: Path, **suite: Any) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    return path
+    result = _tunebench(*args)
+    return result, time.perf_counter() - started
 
 
 def slope(values: list[float]) -> float:
@@ -342,14 +336,7 @@ def main() -> int:
     steps = [("fixed_cost", lambda: fixed_cost(work, args.searches, 3.0)),
              ("bench_wall", lambda: bench_wall(work)),
              ("side_by_side", lambda: side_by_side(work, trials=6, epochs=2, samples=8000, rounds=args.rounds))]
-    for name, step in steps:
-        if args.only and name not in args.only:
-            continue
-        t0 = time.time()
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        report[name] = step()
-        print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        (out / "search_cost.json").write_text(json.dumps(report, indent=1, default=float))
+    run_steps(steps, args.only, report, out / "search_cost.json")
     md = markdown(report)
     (out / "search_cost.md").write_text(md)
     print(md)
