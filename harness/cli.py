@@ -220,7 +220,8 @@ def _run(args: argparse.Namespace, warm: Any) -> int:
 
     plugins = tuple(args.plugin)
     catalog = _catalog(args)
-    suite = load_suite(args.suite, catalog, budget=args.budget)
+    suite = load_suite(args.suite, catalog, budget=args.budget, datasets_only=args.dataset,
+                       model_families_only=args.model_family)
     if args.workers is not None and args.workers < 1:
         raise TunebenchError("--workers must be at least 1")
     if args.trials_per_gpu < 1:

@@ -165,8 +165,14 @@ class HyperParameters(ABC):
         return self
 
     def unused_pins(self) -> list[str]:
-        """Pinned names that no declaration used: usually a typo in the suite."""
+        """Pinned names that no declaration used: a typo in the suite, or a conditional
+        hyperparameter that this configuration does not reach (`filters_2` with 2 blocks)."""
         return sorted(set(self._pins) - set(self._params))
+
+    @property
+    def pins(self) -> dict[str, Any]:
+        """The pinned values (a copy)."""
+        return dict(self._pins)
 
     # -- machinery -------------------------------------------------------------------------------
     def _declare(self, param: Param) -> Any:

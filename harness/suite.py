@@ -162,11 +162,16 @@ class Suite:
 
 
 def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
-               check_resources: bool = True) -> Suite:
+               check_resources: bool = True, datasets_only: list[str] | None = None,
+               model_families_only: list[str] | None = None) -> Suite:
     """Read and validate a suite file.
 
     Args:
         budget: a duration overriding the suite's `budget` (the CLI's `--budget`).
+        datasets_only, model_families_only: the labels about to run (the CLI's `--dataset` and
+            `--model-family`): data and weights are checked for these only, so that a suite's
+            stand-in rows run where the original's weights are missing. Everything else is still
+            validated.
 
     Raises:
         SuiteError: listing every problem found.
@@ -202,7 +207,8 @@ def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
                          [str(getattr(exc, 'problem', exc))]) from None
     finally:
         loader.dispose()
-    return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget, check_resources=check_resources)
+    return parse_suite(raw, catalog, name=path.stem, path=str(path), budget=budget, check_resources=check_resources,
+                       datasets_only=datasets_only, model_families_only=model_families_only)
 
 
 class _DuplicateKeys(Exception):
@@ -241,12 +247,14 @@ def _unique_key_loader() -> Any:
 
 
 def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = "<suite>",
-                budget: str | None = None, check_resources: bool = True) -> Suite:
+                budget: str | None = None, check_resources: bool = True, datasets_only: list[str] | None = None,
+                model_families_only: list[str] | None = None) -> Suite:
     """Validate a suite given as data (the parsed YAML).
 
     Args:
         check_resources: also check that data and pretrained weights are available (off: names,
             options and pairings only).
+        datasets_only, model_families_only: check resources for these labels only (`load_suite`).
     """
     problems: list[str] = []
     if not isinstance(raw, dict):
@@ -294,12 +302,17 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
             implied.append((Entry(entry.requires, dict(instance.options), entry.requires), instance))
 
     # Data availability and pairings, for the entries that are valid so far.
+    def wanted(label: str, only: list[str] | None) -> bool:
+        return check_resources and (not only or label in only)
+
     specs = {}
     for entry, instance in datasets:
-        found = instance.check() if check_resources else []
+        found = instance.check() if wanted(entry.label, datasets_only) else []
         for problem in found:
             problems.append(f"dataset '{entry.label}': {problem}")
         if found:
+            continue
+        if check_resources and not wanted(entry.label, datasets_only):
             continue
         try:
             specs[entry.label] = instance.spec
@@ -312,10 +325,11 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
             for problem in instance.check(spec):
                 paired = False
                 problems.append(f"{problem} (pairing {entry.label} with dataset '{dataset_label}')")
-        found = instance.check_resources() if check_resources else []
+        checked = wanted(entry.label, model_families_only)
+        found = instance.check_resources() if checked else []
         for problem in found:
             problems.append(f"model family '{entry.label}': {problem}")
-        if check_resources and paired and not found and specs and instance.options.get("params"):
+        if checked and paired and not found and specs and instance.options.get("params"):
             problems.extend(_pin_problems(entry, instance, specs))
     family_labels = {e.label for e, _ in families}
     for entry, _ in strategies:

@@ -71,6 +71,24 @@ def weights_file(name: str, alpha: float, resolution: int) -> str:
     return BACKBONES[name].weights_file
 
 
+#: The resolutions keras.applications publishes no-top weights for. Those weights do not depend on
+#: the input size (the network is fully convolutional), so any one of them serves every resolution.
+WEIGHT_ROWS = {"mobilenet": (128, 160, 192, 224), "mobilenet_v2": (96, 128, 160, 192, 224)}
+
+
+def cached_weights(name: str, alpha: float, resolution: int) -> Path | None:
+    """The no-top ImageNet weights file in the Keras cache for this backbone and resolution: the
+    resolution's own file, else (MobileNets) the same width's file for another resolution, else None."""
+    own = keras_models_dir() / weights_file(name, alpha, resolution)
+    if own.is_file():
+        return own
+    for rows in reversed(WEIGHT_ROWS.get(name, ())):
+        other = keras_models_dir() / weights_file(name, alpha, rows)
+        if other.is_file():
+            return other
+    return None
+
+
 def resolutions_for(name: str, resolutions: list[int]) -> list[int]:
     """The usable resolutions for a backbone: each raised to its minimum size, without duplicates."""
     low = BACKBONES[name].min_size
@@ -99,7 +117,7 @@ def check_options(options: dict[str, Any]) -> list[str]:
         return problems
     missing = sorted({(b, weights_file(b, options["alpha"], r)) for b in options["backbones"]
                       for r in resolutions_for(b, options["resolutions"])
-                      if not (keras_models_dir() / weights_file(b, options["alpha"], r)).is_file()})
+                      if cached_weights(b, options["alpha"], r) is None})
     for backbone, filename in missing:
         if options["download_weights"] and _download(backbone, options["alpha"], filename):
             continue
@@ -127,8 +145,16 @@ def build_base(name: str, shape: tuple[int, int, int], weights: str, alpha: floa
                               "weights": None if weights == "none" else weights}
     if name in ("mobilenet", "mobilenet_v2"):
         kwargs["alpha"] = alpha
+    other = None
+    if weights == "imagenet":
+        found = cached_weights(name, alpha, shape[0])
+        if found is not None and found.name != weights_file(name, alpha, shape[0]):
+            other = found  # another resolution's file: the same weights, loaded by hand below
+            kwargs["weights"] = None
     try:
         base = constructor(**kwargs)
+        if other is not None:
+            base.load_weights(str(other))
     except Exception as exc:
         if weights == "none":
             raise

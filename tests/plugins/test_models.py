@@ -117,6 +117,12 @@ target = backbones.keras_models_dir()
 target.mkdir(parents=True)
 shutil.copy(sys.argv[1], target)
 out["after_copy"] = Transfer(**options).check_resources()
+# 128 px has a file of its own in Keras (mobilenet_2_5_128_tf_no_top.h5), which is not here: the
+# 224 file's weights, which do not depend on the input size, serve it.
+out["after_copy_128"] = Transfer(**{**options, "resolutions": [128]}).check_resources()
+at_96 = backbones.build_base("mobilenet", (96, 96, 3), "imagenet", 0.25).get_weights()
+at_128 = backbones.build_base("mobilenet", (128, 128, 3), "imagenet", 0.25).get_weights()
+out["same_at_128"] = len(at_96) == len(at_128) and all(np.array_equal(a, b) for a, b in zip(at_96, at_128))
 x = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
 
 def features(weights):
@@ -148,7 +154,7 @@ def test_imagenet_weights_load_from_the_keras_cache_through_the_real_path(tmp_pa
     out = json.loads(line[len("RESULT"):])
     assert out["cache"] == str(tmp_path / "keras" / "models")
     assert len(out["missing"]) == 1 and "mobilenet_2_5_224_tf_no_top.h5" in out["missing"][0]
-    assert out["after_copy"] == []
+    assert out["after_copy"] == [] and out["after_copy_128"] == [] and out["same_at_128"]
     assert out["shape"] == [4, 256] and out["differ"]  # pretrained features are not random ones
 
 
@@ -163,6 +169,25 @@ strategies: [random]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.stderr
     assert "models/" in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_filters_check_weights_only_for_the_families_that_will_run(tmp_path, catalog):
+    """`--model-family` runs a suite's stand-in row where the original's weights are missing."""
+    from tunebench.errors import SuiteError
+    from tunebench.suite import load_suite
+
+    suite = write_suite(tmp_path / "tl.yaml", """
+budget: 30s
+datasets: [{digits: {size: 32, channels: 3}}]
+model_families:
+  - transfer: {as: original, backbones: [inception_v3], download_weights: false}
+  - mlp: {as: stand_in}
+strategies: [random]
+""")
+    with pytest.raises(SuiteError, match="inception_v3_weights"):
+        load_suite(suite, catalog)
+    selected = load_suite(suite, catalog, model_families_only=["stand_in"]).select(model_families=["stand_in"])
+    assert [s.model_family.label for s in selected.searches()] == ["stand_in"]
 
 
 def test_fine_tuning_unfreezes_the_top_layers_but_keeps_batch_norm_frozen():
@@ -249,3 +274,26 @@ strategies: [{optuna_tpe: {n_startup_trials: 2, max_trials: 1}}]   # the family 
     assert {r["model_family"] for r in board} == {"alexnet", "transfer", "feature_extraction"}
     assert all(r["runs_ok"] == 1 for r in board)
     assert {r["weights"] for r in board} == {"", "none"}
+
+
+def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach_it():
+    """`filters_2` pinned while `blocks` is searched: a 2-block draw trains (its pin is simply not
+    reached); a name the family never declares is still an error."""
+    from tunebench.errors import SpaceError
+    from tunebench.settings import TrainingOptions
+    from tunebench.training import build_trial_model
+
+    spec = DataSpec((32, 32, 3), tuple("ab"), train_size=100)
+    family = ScratchCNN()
+    pins = {"filters_2": 128, "filters_0": 16, "convs_per_block": 1, "kernel_size": 3}
+    reached = set()
+    for seed in range(12):  # random draws of `blocks` (1-4 on 32x32), some with fewer than 3 blocks
+        hp = RandomHyperParameters((seed, 0)).pin(pins)
+        model, _ = build_trial_model(family, hp, spec, TrainingOptions(), max_epochs=None, train_size=100)
+        assert model.count_params() > 0 and hp.values["filters_0"] == 16
+        reached.add("filters_2" in hp.values)
+        assert ("filters_2" in hp.values) == (hp.values["blocks"] >= 3)
+    assert reached == {True, False}
+    typo = RandomHyperParameters((0, 0)).pin({**pins, "filterz_1": 16})
+    with pytest.raises(SpaceError, match="filterz_1"):
+        build_trial_model(family, typo, spec, TrainingOptions(), max_epochs=None, train_size=100)
