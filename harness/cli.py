@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a self-contained HTML report (tables, plots) of a results store")
     results_args(p)
     p.add_argument("--out", metavar="FILE", help="where to write it (default: DIR/report.html)")
+    p.add_argument("--figures", metavar="DIR", help="also write each plot there as a PNG file "
+                                                     "(e.g. critical-difference-diagram.png)")
     filter_args(p)
 
     p = sub.add_parser("dashboard", help="a live view of a results store in optuna-dashboard (every search of "
@@ -314,11 +316,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {target} is a folder; give the report's file name, e.g. {target / 'report.html'}")
     store = _open_existing(args)
     try:
-        out = report.write(store, target, **_filters(args))
+        out = report.write(store, target, figures_dir=args.figures, **_filters(args))
     except OSError as exc:
         raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
-                         + ("" if args.out else "; choose where with --out FILE")) from None
-    print(f"report written to {out}")
+                         + ("" if args.out else "; choose where with --out FILE")
+                         + (f" (or its figures to {args.figures})" if args.figures else "")) from None
+    print(f"report written to {out}" + (f", its figures to {args.figures}/" if args.figures else ""))
     return 0
 
 

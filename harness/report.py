@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import math
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,9 +150,21 @@ def plot_search_front(run: dict[str, Any], trials: pd.DataFrame) -> str:
 
 
 def build_html(store: Store, *, suite: str | None = None, dataset: str | None = None,
-               model_family: str | None = None, strategy: str | None = None, source: str = "") -> str:
-    """The whole report as one HTML string."""
+               model_family: str | None = None, strategy: str | None = None, source: str = "",
+               figures: dict[str, bytes] | None = None) -> str:
+    """The whole report as one HTML string. `figures`, if given, receives each plot as PNG bytes
+    under a file name made from its description (`critical-difference-diagram.png`)."""
     import pandas as pd
+
+    def img(data: str, alt: str) -> str:
+        if figures is not None:
+            name = stem = re.sub(r"[^a-z0-9]+", "-", alt.lower()).strip("-") or "figure"
+            n = 1
+            while f"{name}.png" in figures:  # one search front per multi-objective run
+                n += 1
+                name = f"{stem}-{n}"
+            figures[f"{name}.png"] = base64.b64decode(data)
+        return _img(data, alt)
 
     filters = {"suite": suite, "dataset": dataset, "model family": model_family, "strategy": strategy}
     runs = leaderboard.latest_runs(store, suite, dataset=dataset, model_family=model_family, strategy=strategy)
@@ -177,7 +190,7 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
     for dataset in sorted(board[board["kind"] == "search"]["dataset"].unique()):
         for column, (cost, meaning) in leaderboard.FRONTS.items():
             if board[(board["dataset"] == dataset) & (board["kind"] == "search")][cost].notna().any():
-                parts.append(_img(plot_front(board, dataset, cost, meaning, column), f"front {dataset} {cost}"))
+                parts.append(img(plot_front(board, dataset, cost, meaning, column), f"front {dataset} {cost}"))
         mine = fronts[fronts["dataset"] == dataset]
         if not mine.empty:
             parts.append(_table(mine.drop(columns=["dataset", "cost_of"])))
@@ -194,7 +207,7 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
                          f"{html.escape(rule)}; Pareto set: trials {', '.join(map(str, run['pareto']['trials']))}; "
                          f"tested: trial {run['best_trial']}.</p>")
             if not trials.empty:
-                parts.append(_img(plot_search_front(run, trials), "search front"))
+                parts.append(img(plot_search_front(run, trials), "search front"))
 
     comparison = analysis.compare_strategies(runs)
     parts.append("<h2>Strategy comparison across cells</h2>")
@@ -224,7 +237,7 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
                      f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
                      f"difference at α = 0.05: {comparison.critical_difference or float('nan'):.3f}.</p>")
         if comparison.critical_difference is not None and comparison.nemenyi is not None:
-            parts.append(_img(plot_critical_difference(comparison), "critical-difference diagram"))
+            parts.append(img(plot_critical_difference(comparison), "critical-difference diagram"))
     parts.append(f"<p class='note'><b>Statistics, by library.</b> {html.escape(analysis.LIBRARIES)}</p>")
 
     parts.append("<h2>Anytime performance</h2><p class='note'>Best validation score found so far against "
@@ -233,7 +246,7 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         parts.append("<p class='note'>No trials recorded.</p>")
     for curve in analysis.anytime(runs, trials) if not trials.empty else []:
         parts.append(f"<h3>{html.escape(' · '.join(curve.cell))}</h3>")
-        parts.append(_img(plot_anytime(curve), f"anytime curve {' '.join(curve.cell)}"))
+        parts.append(img(plot_anytime(curve), f"anytime curve {' '.join(curve.cell)}"))
         table = curve.at_fraction.copy()
         table["time to random's final (s)"] = curve.time_to_random
         table.index.name = "strategy"
@@ -248,7 +261,15 @@ def _page(parts: list[str]) -> str:
             f"<style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
 
 
-def write(store: Store, out: str | Path, **filters: Any) -> Path:
-    from tunebench.files import write_text_atomic
+def write(store: Store, out: str | Path, figures_dir: str | Path | None = None, **filters: Any) -> Path:
+    """Write the report; with `figures_dir`, also each of its plots there as a PNG file."""
+    from tunebench.files import write_bytes_atomic, write_text_atomic
 
-    return write_text_atomic(out, build_html(store, source=store.url, **filters))
+    figures: dict[str, bytes] = {}
+    path = write_text_atomic(out, build_html(store, source=store.url, figures=figures, **filters))
+    if figures_dir is not None:
+        folder = Path(figures_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in figures.items():
+            write_bytes_atomic(folder / name, data)
+    return path

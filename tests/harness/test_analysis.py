@@ -109,8 +109,12 @@ def test_report_is_one_self_contained_file_with_plots(known, tmp_path):
     for cell in CELLS:  # trials, so that anytime curves exist
         for strategy in ("random", "a"):
             add_cell_run(known, cell, strategy, 0.5, seed=7, trials=[("ok", 1.0), ("ok", 4.0)])
-    out = report.write(known, tmp_path / "report.html")
+    out = report.write(known, tmp_path / "report.html", figures_dir=tmp_path / "figures")
     text = out.read_text()
+    written = {p.name: p.read_bytes() for p in (tmp_path / "figures").iterdir()}
+    assert "critical-difference-diagram.png" in written  # each plot as a file too, the same bytes as inline
+    assert {base64.b64encode(data).decode() for data in written.values()} == set(
+        re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text))
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched from anywhere
     assert "http://" not in text and "https://" not in text
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
