@@ -101,25 +101,58 @@ class Comparison:
     #: Interquartile mean of each strategy's test scores over every seed and cell, with a 95 %
     #: bootstrap interval (SciPy): `iqm`, `low`, `high`, `runs`.
     iqm: pd.DataFrame | None = None
+    #: What a row (a block of the Friedman test) is: "cells" (dataset x model family, each
+    #: strategy's mean over seeds) or "seeds" (dataset x model family x seed, each run's own score).
+    blocks: str = "cells"
 
 
-def compare_strategies(runs: pd.DataFrame) -> Comparison:
-    """Compare strategies from the latest runs (one row per run, as `leaderboard.select_runs` gives)."""
+#: Fewer complete cells than this and `blocks="auto"` compares seed by seed.
+MIN_CELLS = 3
+
+
+def compare_strategies(runs: pd.DataFrame, blocks: str = "auto") -> Comparison:
+    """Compare strategies from the latest runs (one row per run, as `leaderboard.select_runs` gives).
+
+    Args:
+        blocks: the rows that are ranked and tested: "cells" (dataset x model family, each
+            strategy's mean test score over seeds), "seeds" (dataset x model family x seed: the
+            seeds' splits are the same for every strategy, so each seed is a paired problem), or
+            "auto": cells when at least `MIN_CELLS` of them ran every strategy, else seeds (a study
+            of one dataset and one family still gets a Friedman test and a CD diagram).
+    """
+    if blocks not in ("auto", "cells", "seeds"):
+        raise ValueError(f"blocks must be auto, cells or seeds, not {blocks!r}")
+    if blocks == "auto":
+        by_cell = _compare(runs, ("dataset_label", "model_label"))
+        if by_cell.friedman is not None or runs.empty:
+            return by_cell
+        by_seed = _compare(runs, ("dataset_label", "model_label", "seed"))
+        if by_seed.friedman is None:
+            return by_cell
+        by_seed.notes.insert(0, f"Fewer than {MIN_CELLS} cells ran every strategy, so each seed of a cell is a "
+                                f"block: the seeds' splits are the same for every strategy, which makes each "
+                                f"seed a paired problem.")
+        return by_seed
+    return _compare(runs, ("dataset_label", "model_label") + (("seed",) if blocks == "seeds" else ()))
+
+
+def _compare(runs: pd.DataFrame, keys: tuple[str, ...]) -> Comparison:
     import numpy as np
     import pandas as pd
     from scipy import stats
 
+    names = {"dataset_label": "dataset", "model_label": "model_family", "seed": "seed"}
     ok = runs[(runs["status"] == "ok") & runs["test_score"].notna()] if not runs.empty else runs
     strategies = sorted(runs["strategy_label"].unique()) if not runs.empty else []
-    cells = sorted({(d, m) for d, m in zip(runs["dataset_label"], runs["model_label"])}) if not runs.empty else []
-    scores = pd.DataFrame(index=pd.MultiIndex.from_tuples(cells, names=["dataset", "model_family"]),
+    cells = sorted({tuple(row) for row in runs[list(keys)].itertuples(index=False)}) if not runs.empty else []
+    scores = pd.DataFrame(index=pd.MultiIndex.from_tuples(cells, names=[names[k] for k in keys]),
                           columns=strategies, dtype=float)
-    for (d, m, s), group in ok.groupby(["dataset_label", "model_label", "strategy_label"]):
-        scores.loc[(d, m), s] = float(group["test_score"].mean())
+    for key, group in ok.groupby([*keys, "strategy_label"]):
+        scores.loc[tuple(key[:-1]), key[-1]] = float(group["test_score"].mean())
     notes: list[str] = []
     ran = pd.DataFrame(False, index=scores.index, columns=strategies)
-    for (d, m, s), _ in runs.groupby(["dataset_label", "model_label", "strategy_label"]):
-        ran.loc[(d, m), s] = True
+    for key, _ in runs.groupby([*keys, "strategy_label"]):
+        ran.loc[tuple(key[:-1]), key[-1]] = True
     keep = scores.notna().any(axis=1)
     scores, ran = scores[keep], ran[keep]
     if scores.empty:
@@ -141,14 +174,19 @@ def compare_strategies(runs: pd.DataFrame) -> Comparison:
         notes.append("Normalised scores need random search ('random') in each cell as the zero point; "
                      "this selection has none.")
     comparison = Comparison(scores, ranks, normalised, ranks.mean().sort_values(),
-                            normalised.mean().reindex(ranks.mean().sort_values().index), notes=notes)
+                            normalised.mean().reindex(ranks.mean().sort_values().index), notes=notes,
+                            blocks="seeds" if "seed" in keys else "cells")
     comparison.iqm = interquartile_mean(runs)
     complete = ranks[ran.all(axis=1)]
     k, n = len(scores.columns), len(complete)
+    unit = "seed" if "seed" in keys else "cell"
     if len(complete) < len(ranks):
-        notes.append(f"{len(ranks) - len(complete)} of {len(ranks)} cells did not run every strategy; the "
-                     f"Friedman test uses the {n} complete cell{'' if n == 1 else 's'}.")
-    if k >= 2 and n >= 3:
+        notes.append(f"{len(ranks) - len(complete)} of {len(ranks)} {unit}s did not run every strategy; the "
+                     f"Friedman test uses the {n} complete {unit}{'' if n == 1 else 's'}.")
+    if k >= 2 and n >= 3 and not (complete.nunique(axis=1) > 1).any():
+        notes.append(f"Every strategy scored the same in each of the {n} complete {unit}s: there is nothing for "
+                     f"a Friedman test to tell apart.")
+    elif k >= 2 and n >= 3:
         columns = [complete[c].to_numpy() for c in complete.columns]
         if k >= 3:  # SciPy's Friedman test (with its correction for ties)
             statistic, p = stats.friedmanchisquare(*columns)
@@ -162,9 +200,9 @@ def compare_strategies(runs: pd.DataFrame) -> Comparison:
         comparison.critical_difference = nemenyi_cd(k, n)
         comparison.nemenyi = nemenyi(complete)
     else:
-        notes.append(f"Too little data for a Friedman test: it needs at least 2 strategies and 3 complete cells; "
-                     f"this selection has {k} strateg{'y' if k == 1 else 'ies'} and {n} complete "
-                     f"cell{'' if n == 1 else 's'}. Ranks and normalised scores below are descriptive only.")
+        notes.append(f"Too little data for a Friedman test: it needs at least 2 strategies and 3 complete "
+                     f"{unit}s; this selection has {k} strateg{'y' if k == 1 else 'ies'} and {n} complete "
+                     f"{unit}{'' if n == 1 else 's'}. Ranks and normalised scores are descriptive only.")
     return comparison
 
 
@@ -197,6 +235,19 @@ def best_so_far(run: dict[str, Any], trials: pd.DataFrame, times: list[float]) -
     return out
 
 
+def _percentile(values: Any, pct: float) -> list[float]:
+    """Per column (time), the percentile over seeds (rows), counting a seed with no score yet as the
+    worst: NaN until enough seeds have one, and never falling as time goes on (a median over only the
+    seeds that have scored could fall when a weaker seed got its first score)."""
+    import numpy as np
+
+    worst = np.where(np.isnan(values), -np.inf, values)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # -inf + inf while interpolating
+        out = np.percentile(worst, pct, axis=0)
+    return [float(v) if np.isfinite(v) else math.nan for v in np.atleast_1d(out)]
+
+
 def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[Anytime]:
     """Anytime curves and tables for every cell of `runs` (latest runs; any status with a start)."""
     import numpy as np
@@ -214,11 +265,10 @@ def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[
             series = [best_so_far(r, trials, grid + marks) for r in group.to_dict("records")]
             per_strategy[s] = series
             values = np.array([row[:points] for row in series], dtype=float)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices before a first score
-                curves[s] = {q: [float(v) for v in np.nanpercentile(values, pct, axis=0)] if values.size else []
-                             for q, pct in (("median", 50), ("q25", 25), ("q75", 75))}
-                at[s] = [float(np.nanmedian([row[points + i] for row in series])) for i in range(len(marks))]
+            ends = np.array([row[points:] for row in series], dtype=float)
+            curves[s] = {q: _percentile(values, pct) if values.size else []
+                         for q, pct in (("median", 50), ("q25", 25), ("q75", 75))}
+            at[s] = _percentile(ends, 50)
             finals[s] = at[s][-1]
         table = pd.DataFrame(at, index=[f"{int(f * 100)}%" for f in FRACTIONS]).T
         target = finals.get(RANDOM, math.nan)

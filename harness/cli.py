@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "md", "csv", "json", "latex"), default="table")
     p.add_argument("--pareto", action="store_true",
                    help="print each dataset's cost-accuracy fronts (training cost, inference latency, parameters)")
+    p.add_argument("--strategies", action="store_true",
+                   help="print the strategy comparison: ranking, normalised scores, Friedman test, anytime tables")
     filter_args(p)
 
     p = sub.add_parser("report", help="write a self-contained HTML report (tables, plots) of a results store")
@@ -298,6 +300,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     board = leaderboard.build(store, **filters)
     if args.pareto:
         print(leaderboard.render_fronts(board, "table" if args.format == "latex" else args.format))
+        return 0
+    if args.strategies:
+        if args.format not in ("table", "md"):
+            raise UsageError("--strategies prints tables: use --format table or md")
+        print(leaderboard.render_strategies(store, args.format, **filters))
         return 0
     print(leaderboard.render(board, args.format), end="" if args.format in ("csv",) else "\n")
     if not any(filters.values()) and args.store is None:

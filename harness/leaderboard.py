@@ -371,3 +371,57 @@ def compare_stores(a: Store, b: Store) -> pd.DataFrame:
         out[column] = out[column].astype("Int64")
     out = out.astype(object).where(out.notna(), None)
     return out.sort_values(keys).reset_index(drop=True)
+
+
+def render_strategies(store: Store, fmt: str = "table", **filters: Any) -> str:
+    """The strategy comparison as text (`--strategies`): mean rank and normalised score per
+    strategy, the Friedman test, ranks per block, and each cell's anytime table: the report's
+    tables, for a terminal or a Markdown file."""
+    import pandas as pd
+    from tabulate import tabulate
+
+    from tunebench import analysis
+
+    style = "github" if fmt == "md" else "simple"
+    head = "### " if fmt == "md" else ""
+    runs = latest_runs(store, filters.get("suite"), dataset=filters.get("dataset"),
+                       model_family=filters.get("model_family"), strategy=filters.get("strategy"))
+    if runs.empty:
+        return "No runs match."
+    comparison = analysis.compare_strategies(runs)
+    parts = []
+    if not comparison.mean_rank.empty:
+        summary = pd.DataFrame({"mean rank": comparison.mean_rank,
+                                "mean normalised score": comparison.mean_normalised})
+        if comparison.iqm is not None and not comparison.iqm.empty:
+            summary["IQM test"] = comparison.iqm["iqm"]
+            summary["IQM 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else "-"
+                                     for lo, hi in zip(comparison.iqm["low"].reindex(summary.index),
+                                                       comparison.iqm["high"].reindex(summary.index))]
+        summary.index.name = "strategy"
+        parts.append(f"{head}Strategy ranking (lower rank is better; normalised score: 0 = random search, "
+                     f"1 = the best any strategy reached, per {comparison.blocks[:-1]})\n\n"
+                     + tabulate(summary, headers="keys", tablefmt=style, floatfmt=".3f"))
+        per = comparison.blocks[:-1]
+        scores = comparison.scores.copy()
+        scores.index = [" · ".join(map(str, i)) for i in scores.index]
+        parts.append(f"{head}Test score per {per}\n\n" + tabulate(scores, headers="keys", tablefmt=style,
+                                                                   floatfmt=".4f"))
+    lines = list(comparison.notes)
+    if comparison.friedman:
+        f = comparison.friedman
+        verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
+                   else "no significant difference between the strategies at p = 0.05")
+        lines.append(f"{f['test']} over {f['cells']} {comparison.blocks} and {f['strategies']} strategies: "
+                     f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
+                     f"difference at alpha = 0.05: {comparison.critical_difference or float('nan'):.3f} (mean ranks).")
+    parts.append("\n".join(lines))
+    trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
+    for curve in analysis.anytime(runs, trials) if not trials.empty else []:
+        table = curve.at_fraction.copy()
+        table["time to random's final (s)"] = curve.time_to_random
+        table.index.name = "strategy"
+        parts.append(f"{head}Anytime: {' · '.join(curve.cell)} (median best validation score so far at each "
+                     f"fraction of the {curve.budget_s:.0f} s budget)\n\n"
+                     + tabulate(table, headers="keys", tablefmt=style, floatfmt=".4f"))
+    return "\n\n".join(parts) + "\n"

@@ -98,7 +98,7 @@ def plot_critical_difference(comparison: analysis.Comparison) -> str:
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.3 * len(ranks)))
     sp.critical_difference_diagram(ranks, comparison.nemenyi, ax=ax, label_fmt_left="{label} ({rank:.2f})  ",
                                    label_fmt_right="  ({rank:.2f}) {label}")
-    ax.set_title(f"Mean rank across cells (lower is better); critical difference "
+    ax.set_title(f"Mean rank across {comparison.blocks} (lower is better); critical difference "
                  f"{comparison.critical_difference or float('nan'):.2f}", fontsize=9)
     return _png(fig)
 
@@ -211,9 +211,11 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
 
     comparison = analysis.compare_strategies(runs)
     parts.append("<h2>Strategy comparison across cells</h2>")
-    parts.append(f"<p class='policy'><b>Ranking policy.</b> {html.escape(comparison.policy)} A cell is a "
-                 f"dataset × model family; a strategy's score in a cell is its mean test score over seeds. "
-                 f"The normalised score is 0 for random search's score in the cell and 1 for the best score "
+    row = ("A row is a dataset × model family × seed (the same split for every strategy); a strategy's score "
+           "there is its run's test score." if comparison.blocks == "seeds" else
+           "A cell is a dataset × model family; a strategy's score in a cell is its mean test score over seeds.")
+    parts.append(f"<p class='policy'><b>Ranking policy.</b> {html.escape(comparison.policy)} {row} "
+                 f"The normalised score is 0 for random search's score in the row and 1 for the best score "
                  f"any strategy reached there.</p>")
     for note in comparison.notes:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
@@ -222,9 +224,11 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
                                 "mean normalised score": comparison.mean_normalised})
         summary.index.name = "strategy"
         parts.append(_table(summary, index=True, digits=3))
-        parts.append("<h3>Scores per cell</h3>" + _table(comparison.scores, index=True))
-        parts.append("<h3>Ranks per cell</h3>" + _table(comparison.ranks, index=True, digits=1))
-        parts.append("<h3>Normalised scores per cell</h3>" + _table(comparison.normalised, index=True, digits=3))
+        per = "seed" if comparison.blocks == "seeds" else "cell"
+        parts.append(f"<h3>Scores per {per}</h3>" + _table(comparison.scores, index=True))
+        parts.append(f"<h3>Ranks per {per}</h3>" + _table(comparison.ranks, index=True, digits=1))
+        parts.append(f"<h3>Normalised scores per {per}</h3>"
+                     + _table(comparison.normalised, index=True, digits=3))
     if comparison.iqm is not None and not comparison.iqm.empty:
         parts.append("<h3>Interquartile mean over every seed and cell</h3>" + _table(comparison.iqm, index=True)
                      + "<p class='note'>The mean of the middle half of each strategy's test scores, with a 95 % "
@@ -233,7 +237,8 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         f = comparison.friedman
         verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
                    else "no significant difference between the strategies at p = 0.05")
-        parts.append(f"<p>{html.escape(f['test'])} over {f['cells']} cells and {f['strategies']} strategies: "
+        parts.append(f"<p>{html.escape(f['test'])} over {f['cells']} {comparison.blocks} and {f['strategies']} "
+                     f"strategies: "
                      f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
                      f"difference at α = 0.05: {comparison.critical_difference or float('nan'):.3f}.</p>")
         if comparison.critical_difference is not None and comparison.nemenyi is not None:

@@ -10,6 +10,7 @@ reported with the file name and where to put it; there is never a silent fallbac
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ def build_base(name: str, shape: tuple[int, int, int], weights: str, alpha: floa
             other = found  # another resolution's file: the same weights, loaded by hand below
             kwargs["weights"] = None
     try:
-        base = constructor(**kwargs)
+        with warnings.catch_warnings():  # Keras's note that 224 px weights serve other sizes: as intended
+            warnings.filterwarnings("ignore", message=".*Weights for input shape.*")
+            base = constructor(**kwargs)
         if other is not None:
             base.load_weights(str(other))
     except Exception as exc:

@@ -74,9 +74,39 @@ def test_a_strategy_never_run_in_a_cell_is_left_out_of_it(known):
 
 def test_too_little_data_gets_a_plain_sentence(known):
     runs = leaderboard.latest_runs(known)
-    comparison = analysis.compare_strategies(runs[runs["model_label"].isin(["m1", "m2"])])
+    two_cells = runs[runs["model_label"].isin(["m1", "m2"])]
+    comparison = analysis.compare_strategies(two_cells, blocks="cells")
     assert comparison.friedman is None
     assert any("Too little data for a Friedman test" in n and "2 complete cells" in n for n in comparison.notes)
+    by_seed = analysis.compare_strategies(two_cells)  # auto: 2 cells x 2 seeds are 4 paired blocks
+    assert by_seed.blocks == "seeds" and by_seed.friedman["cells"] == 4
+    one_seed = two_cells[two_cells["seed"] == 0]  # 2 blocks either way: the sentence stays
+    assert analysis.compare_strategies(one_seed).friedman is None
+
+
+def test_one_cell_with_three_seeds_compares_seed_by_seed(tmp_path):
+    """A study of one dataset and one family (the common case) gets its Friedman test and CD diagram
+    from the seeds, which share their split across strategies."""
+    from scipy import stats
+
+    store = Store.open(tmp_path)
+    raw = {"random": [0.50, 0.60, 0.55], "a": [0.60, 0.70, 0.65], "b": [0.70, 0.65, 0.58]}
+    for strategy, scores in raw.items():
+        for seed, score in enumerate(scores):
+            add_cell_run(store, "m1", strategy, score, seed=seed)
+    runs = leaderboard.latest_runs(store)
+    by_cell = analysis.compare_strategies(runs, blocks="cells")
+    assert by_cell.friedman is None and by_cell.blocks == "cells"
+    comparison = analysis.compare_strategies(runs)
+    assert comparison.blocks == "seeds" and comparison.friedman["cells"] == 3
+    expected = stats.friedmanchisquare(raw["a"], raw["b"], raw["random"])
+    assert comparison.friedman["statistic"] == pytest.approx(expected.statistic)
+    assert comparison.friedman["p_value"] == pytest.approx(expected.pvalue)
+    assert comparison.ranks.loc[("d", "m1", 2)].to_dict() == {"a": 1.0, "b": 2.0, "random": 3.0}
+    assert comparison.normalised.loc[("d", "m1", 2), "b"] == pytest.approx((0.58 - 0.55) / (0.65 - 0.55))
+    assert any("each seed of a cell is a block" in n for n in comparison.notes)
+    text = report.write(store, tmp_path / "r.html", figures_dir=tmp_path / "f").read_text()
+    assert "Ranks per seed" in text and (tmp_path / "f" / "critical-difference-diagram.png").is_file()
 
 
 def test_anytime_best_so_far_from_raw_trials(tmp_path):
@@ -103,6 +133,22 @@ def test_anytime_best_so_far_from_raw_trials(tmp_path):
     assert table.loc["fast", "10%"] == pytest.approx(0.95)
     assert curve.time_to_random["fast"] <= 1.0 + curve.budget_s / 59  # on the curve's time grid
     assert curve.time_to_random["random"] >= 9.0 - 1e-9
+
+
+def test_the_anytime_median_never_falls_when_a_weaker_seed_scores_late(tmp_path):
+    """A seed with no score yet counts as the worst: the median of seeds 0.8 / 0.7 / (none yet) is
+    0.7, not 0.75, so the late 0.3 of the third seed cannot pull the curve down."""
+    import pandas as pd
+
+    store = Store.open(tmp_path)
+    for seed, (score, at) in enumerate([(0.8, 1.0), (0.7, 1.0), (0.3, 9.0)]):
+        run_id = add_cell_run(store, "m", "random", score, seed=seed, trials=[("ok", at)])
+        store.finish_trial(store.trials([run_id])[0]["id"], score=score)
+    (curve,) = analysis.anytime(leaderboard.latest_runs(store), pd.DataFrame(store.trials()))
+    medians = [v for v in curve.curves["random"]["median"] if not math.isnan(v)]
+    assert medians and all(b >= a for a, b in zip(medians, medians[1:]))
+    assert curve.at_fraction.loc["random", "25%"] == pytest.approx(0.7)
+    assert curve.at_fraction.loc["random", "100%"] == pytest.approx(0.7)
 
 
 def test_report_is_one_self_contained_file_with_plots(known, tmp_path):
@@ -153,5 +199,11 @@ def test_report_and_compare_from_the_command_line(known, tmp_path):
     assert len(both) == 1 and both[0]["model_family"] == "m1" and both[0]["strategy"] == "a"
     assert both[0]["test_a"] == pytest.approx(0.6) and both[0]["delta"] == pytest.approx(0.3)
     assert sum(r["in"] == "A only" for r in rows) == 11
+    ranking = tunebench("leaderboard", "--results", str(results), "--strategies", "--format", "md")
+    assert ranking.returncode == 0, ranking.stderr
+    rows = {line.split("|")[1].strip(): line for line in ranking.stdout.splitlines() if line.startswith("| ")}
+    assert "1.250" in rows["b"] and "2.750" in rows["random"]  # the mean ranks of the known cells
+    assert "Friedman (scipy.stats.friedmanchisquare) over 4 cells" in ranking.stdout
+    assert tunebench("leaderboard", "--results", str(results), "--strategies", "--format", "csv").returncode == 2
     latex = tunebench("leaderboard", "--results", str(results), "--format", "latex").stdout
     assert "\\begin{tabular}" in latex
