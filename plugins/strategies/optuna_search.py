@@ -159,8 +159,11 @@ def replay(optuna, study, ctx, values_of=lambda record: record.score):
             space = {**space, **ctx.space(FixedHyperParameters(record.params))}
         dists, values = {}, {}
         for name, value in record.params.items():
-            if name in space and value is not None:
-                dists[name], values[name] = optuna_distribution(space[name], value)
+            # pins are constants the study never suggests (and may lie outside the searched range)
+            if name in space and value is not None and name not in ctx.pins:
+                dist, internal = optuna_distribution(space[name], value)
+                if _within(dist, internal):
+                    dists[name], values[name] = dist, internal
         state, told = optuna.trial.TrialState.FAIL, None
         if record.selectable:
             told = values_of(record)
@@ -176,6 +179,14 @@ def replay(optuna, study, ctx, values_of=lambda record: record.score):
         study.add_trial(optuna.trial.create_trial(
             params=values, distributions=dists, state=state, intermediate_values=curve,
             **({"value": told} if single else {"values": list(told) if told is not None else None})))
+
+
+def _within(dist, value) -> bool:
+    """Whether Optuna can record `value` under `dist` (a trial resumed from a wider space cannot)."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 class OptunaTPE(OptunaSearch):

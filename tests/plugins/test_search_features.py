@@ -28,6 +28,22 @@ def test_optuna_pruning_records_pruned_trials_with_their_partial_curves(tmp_path
     assert store.run(run_id)["status"] == "ok"
 
 
+@pytest.mark.parametrize("strategy", ["optuna_tpe", "optuna_gp"])
+def test_pins_outside_the_searched_range_reach_optuna_with_the_family_default_first(tmp_path, strategy):
+    """The family default (first trial) is replayed into the study: its pinned batch size 512 (the
+    space offers 32-256) and 100 units (4-64) are constants the study must not be told about."""
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", strategy=strategy,
+                                  strategy_options={"max_trials": 3, "n_startup_trials": 1}, budget_s=120,
+                                  model_options={"params": {"batch_size": 512, "units": 100}},
+                                  dataset_options={"limit": 400})
+    run = store.run(run_id)
+    assert run["status"] == "ok", run["error"]
+    trials = store.trials([run_id])
+    assert len(trials) == 3 and trials[0]["notes"].get("family_default")  # the default, then the study's
+    assert all(t["params"]["batch_size"] == 512 and t["params"]["units"] == 100 for t in trials)
+    assert all(t["status"] == "ok" for t in trials)
+
+
 def test_hyperband_trials_carry_their_epoch_budget(tmp_path):
     store, run_id, _ = run_search(tmp_path, model_family="mlp", strategy="kt_hyperband",
                                   strategy_options={"max_epochs": 3}, budget_s=30, max_epochs=3,
