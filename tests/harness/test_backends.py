@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import tunebench, write_suite
 from tunebench import leaderboard
 from tunebench.store import Store
 
 
+@pytest.mark.slow  # about 45 s: two backends' workers start and train (the slow tier keeps make test near 20 min)
 def test_a_suite_compares_backends_on_one_model(tmp_path):
     suite = write_suite(tmp_path / "backends.yaml", """name: backends
 budget: 120s

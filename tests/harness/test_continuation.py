@@ -44,6 +44,7 @@ def test_a_checkpoint_restores_weights_and_optimizer_state_but_keeps_the_new_lea
     assert float(second.optimizer.learning_rate) == pytest.approx(1e-4)
 
 
+@pytest.mark.slow  # about 60 s of Hyperband brackets (the slow tier keeps make test near 20 min)
 def test_hyperband_continues_promoted_trials_and_trains_fewer_epochs_on_the_same_schedule(tmp_path):
     store, run_id, _ = _hyperband(tmp_path, reuse=True)
     rows = store.trials([run_id])
