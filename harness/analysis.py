@@ -105,6 +105,18 @@ class Comparison:
     #: strategy's mean over seeds) or "seeds" (dataset x model family x seed, each run's own score).
     blocks: str = "cells"
 
+    def test_sentence(self, alpha: str = "α", cd_unit: str = "") -> str | None:
+        """The Friedman (or Wilcoxon) test in one sentence, for the report and the terminal; None
+        when no test was run."""
+        f = self.friedman
+        if not f:
+            return None
+        verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
+                   else "no significant difference between the strategies at p = 0.05")
+        return (f"{f['test']} over {f['cells']} {self.blocks} and {f['strategies']} strategies: statistic "
+                f"{f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical difference at "
+                f"{alpha} = 0.05: {self.critical_difference or float('nan'):.3f}{cd_unit}.")
+
 
 #: Fewer complete cells than this and `blocks="auto"` compares seed by seed.
 MIN_CELLS = 3

@@ -408,13 +408,9 @@ def render_strategies(store: Store, fmt: str = "table", **filters: Any) -> str:
         parts.append(f"{head}Test score per {per}\n\n" + tabulate(scores, headers="keys", tablefmt=style,
                                                                    floatfmt=".4f"))
     lines = list(comparison.notes)
-    if comparison.friedman:
-        f = comparison.friedman
-        verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
-                   else "no significant difference between the strategies at p = 0.05")
-        lines.append(f"{f['test']} over {f['cells']} {comparison.blocks} and {f['strategies']} strategies: "
-                     f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
-                     f"difference at alpha = 0.05: {comparison.critical_difference or float('nan'):.3f} (mean ranks).")
+    sentence = comparison.test_sentence(alpha="alpha", cd_unit=" (mean ranks)")
+    if sentence:
+        lines.append(sentence)
     parts.append("\n".join(lines))
     trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
     for curve in analysis.anytime(runs, trials) if not trials.empty else []:

@@ -233,14 +233,9 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         parts.append("<h3>Interquartile mean over every seed and cell</h3>" + _table(comparison.iqm, index=True)
                      + "<p class='note'>The mean of the middle half of each strategy's test scores, with a 95 % "
                      "bootstrap interval: robust to an outlying seed where the mean is not.</p>")
-    if comparison.friedman:
-        f = comparison.friedman
-        verdict = ("the strategies differ significantly (p < 0.05)" if f["p_value"] < 0.05
-                   else "no significant difference between the strategies at p = 0.05")
-        parts.append(f"<p>{html.escape(f['test'])} over {f['cells']} {comparison.blocks} and {f['strategies']} "
-                     f"strategies: "
-                     f"statistic {f['statistic']:.3f}, p = {f['p_value']:.4f}: {verdict}. Nemenyi critical "
-                     f"difference at α = 0.05: {comparison.critical_difference or float('nan'):.3f}.</p>")
+    sentence = comparison.test_sentence()
+    if sentence:
+        parts.append(f"<p>{html.escape(sentence)}</p>")
         if comparison.critical_difference is not None and comparison.nemenyi is not None:
             parts.append(img(plot_critical_difference(comparison), "critical-difference diagram"))
     parts.append(f"<p class='note'><b>Statistics, by library.</b> {html.escape(analysis.LIBRARIES)}</p>")
