@@ -25,11 +25,28 @@ BASELINE = "baseline"
 FAMILY_DEFAULT = "family default"
 #: Fewer seeds than this get no confidence interval (n is shown instead).
 MIN_SEEDS_FOR_CI = 3
-#: How the leaderboard's intervals are computed, printed beneath every table.
-LEGEND = (f"test score: mean ± sd over seeds (the configuration selected on validation, tested once per seed); "
-          f"with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n. 95% CI: Student's t interval of the mean "
-          f"over seeds, from {MIN_SEEDS_FOR_CI} seeds, clipped to the score's range [0, 1]. "
-          f"vs default: the mean test score minus the family default's (the same seeds' first trial).")
+#: How the leaderboard's columns are computed, printed beneath every table: each sentence only
+#: where its column is shown (`legend`).
+LEGEND_SCORE = (f"test score: mean ± sd over seeds (the configuration selected on validation, tested once per "
+                f"seed); with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n.")
+LEGEND_CI = (f"95% CI: Student's t interval of the mean over seeds, from {MIN_SEEDS_FOR_CI} seeds, clipped to the "
+             f"score's range [0, 1].")
+LEGEND_VS_DEFAULT = "vs default: the mean test score minus the family default's (the same seeds' first trial)."
+LEGEND_INFEASIBLE = ("infeasible: draws the feasibility guard stopped before or in their first epoch because it "
+                     "could not end in the time left; counted as timeouts, never trained to a score.")
+
+
+def legend(board: pd.DataFrame) -> str:
+    """The sentences that explain the columns `display_frame` keeps for this board."""
+    parts = [LEGEND_SCORE]
+    if "test_ci_low" in board and board["test_ci_low"].notna().any():
+        parts.append(LEGEND_CI)
+    if "vs_default" in board and board["vs_default"].notna().any():
+        parts.append(LEGEND_VS_DEFAULT)
+    if "failures" in board and board["failures"].fillna("").astype(str).str.contains("infeasible").any():
+        parts.append(LEGEND_INFEASIBLE)
+    return " ".join(parts)
+
 
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export). `kind` is `search`, `baseline`
 #: (majority class, random guessing) or `family_default`.
@@ -336,7 +353,7 @@ def render(board: pd.DataFrame, fmt: str = "table") -> str:
         table = tabulate(display_frame(group), headers="keys", tablefmt=style, showindex=False,
                          disable_numparse=True)
         parts.append(f"{title}\n\n{table}")
-    return "\n\n".join(parts) + f"\n\n{LEGEND}\n"
+    return "\n\n".join(parts) + f"\n\n{legend(board)}\n"
 
 
 def write_files(board: pd.DataFrame, results_dir: str | Path) -> list[Path]:

@@ -177,7 +177,7 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         parts.append("<p>No runs match. Run a suite with <code>tunebench run SUITE</code>.</p>")
         return _page(parts)
 
-    parts.append("<h2>Leaderboards</h2><p class='note'>" + html.escape(leaderboard.LEGEND) + " Baselines come "
+    parts.append("<h2>Leaderboards</h2><p class='note'>" + html.escape(leaderboard.legend(board)) + " Baselines come "
                  "from each run's own test split.</p>")
     for name, group in board.groupby("dataset", sort=True):
         parts.append(f"<h3>{html.escape(str(name))}</h3>" + _table(leaderboard.display_frame(group)))

@@ -75,6 +75,21 @@ def test_renderings(hand_made, tmp_path):
     assert [f.name for f in files] == ["leaderboard.md", "leaderboard.csv"] and all(f.stat().st_size for f in files)
 
 
+def test_the_legend_explains_only_the_columns_shown(hand_made, tmp_path):
+    table = leaderboard.render(leaderboard.build(hand_made), "table")
+    # three seeds give intervals; no search ran the family default first, so no "vs default" column
+    assert "95% CI" in table and leaderboard.LEGEND_CI in table
+    assert "vs default" not in table and "infeasible" not in table
+    store = Store.open(tmp_path / "one_seed")
+    run = add_run(store, model="A", strategy="s1", seed=0, test=0.5, val=0.5, trials=[("ok", 2.0)], best_trial=0)
+    turned_away = store.start_trial(run, 1, started_at=1003.0)
+    store.finish_trial(turned_away, status="timeout", finished_at=1003.2, error_kind="infeasible",
+                       error="estimated 9 s for its first epoch, 1 s were left for it")
+    table = leaderboard.render(leaderboard.build(store), "table")
+    assert "infeasible: 1" in table and leaderboard.LEGEND_INFEASIBLE in table
+    assert "95% CI" not in table and "1/0/1/0" in table  # one seed: no interval; the draw counts as a timeout
+
+
 @pytest.fixture(scope="module")
 def real_results(tmp_path_factory):
     # Real models on a budget with room: the searches end after their two trials (seconds), and a
