@@ -35,6 +35,9 @@ LEGEND_VS_DEFAULT = "vs default: the mean test score minus the family default's 
 LEGEND_INFEASIBLE = ("infeasible: draws the feasibility guard stopped before or in their first epoch because it "
                      "could not end in the time left; counted as timeouts, never trained to a score.")
 
+LEGEND_COLLAPSED = ("collapsed: the runs whose selected model gave every test image the same class (or label set), "
+                    "so its score is that answer's share, not a model's.")
+
 
 def legend(board: pd.DataFrame) -> str:
     """The sentences that explain the columns `display_frame` keeps for this board."""
@@ -45,13 +48,15 @@ def legend(board: pd.DataFrame) -> str:
         parts.append(LEGEND_VS_DEFAULT)
     if "failures" in board and board["failures"].fillna("").astype(str).str.contains("infeasible").any():
         parts.append(LEGEND_INFEASIBLE)
+    if "runs_collapsed" in board and (board["runs_collapsed"].fillna(0) > 0).any():
+        parts.append(LEGEND_COLLAPSED)
     return " ".join(parts)
 
 
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export). `kind` is `search`, `baseline`
 #: (majority class, random guessing) or `family_default`.
 COLUMNS = ["dataset", "model_family", "strategy", "kind", "rank", "seeds", "runs", "runs_ok", "runs_failed",
-           "test_mean", "test_sd", "test_ci_low", "test_ci_high", "vs_default", "val_mean", "params",
+           "runs_collapsed", "test_mean", "test_sd", "test_ci_low", "test_ci_high", "vs_default", "val_mean", "params",
            "inference_ms", "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
            "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "cost_hours", "backend", "weights",
            "front_cost", "front_latency", "front_params"]
@@ -62,8 +67,8 @@ FRONTS = {"front_cost": ("cost_hours", "training cost (CPU + accelerator hours p
           "front_params": ("params", "parameters of the selected model")}
 
 
-COUNT_COLUMNS = ["seeds", "runs", "runs_ok", "runs_failed", "trials_ok", "trials_failed", "trials_timeout",
-                 "trials_pruned", "trials_nan"]
+COUNT_COLUMNS = ["seeds", "runs", "runs_ok", "runs_failed", "runs_collapsed", "trials_ok", "trials_failed",
+                 "trials_timeout", "trials_pruned", "trials_nan"]
 
 
 def latest_runs(store: Store, suite: str | None = None, *, dataset: str | None = None,
@@ -166,6 +171,9 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
             # pretrained weights, for families that use them (transfer, feature_extraction)
             "weights": ",".join(sorted({str(o["weights"]) for o in group["model_options"]
                                         if isinstance(o, dict) and o.get("weights")})),
+            # runs whose selected model gave every test image the same answer (`training.collapse`)
+            "runs_collapsed": int(sum(1 for m in ok["test_metrics"] if isinstance(m, dict) and m.get("collapsed"))
+                                  if "test_metrics" in ok else 0),
         })
     board = pd.DataFrame(rows)
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
@@ -323,10 +331,11 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
             "ms/image": "-" if _nan(r["inference_ms"]) else f"{r['inference_ms']:.3f}",
             "CPU h": f"{r['cpu_hours']:.3f}", "GPU h": f"{r['accelerator_hours']:.3f}",
             "failures": r["failures"] or "",
+            "collapsed": f"{int(r['runs_collapsed'])}/{r['runs_ok']}" if r.get("runs_collapsed") else "",
             "weights": r.get("weights") or "",
         })
     frame = pd.DataFrame(rows).fillna("")
-    for column in ("weights", "failures", "95% CI", "vs default"):
+    for column in ("weights", "failures", "collapsed", "95% CI", "vs default"):
         if column in frame and not frame[column].astype(bool).any():
             frame = frame.drop(columns=column)
     return frame

@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -521,7 +521,7 @@ class Runner:
         run_id = a.job.run_id
         run = self.store.run(run_id)
         if run["status"] in RunStatus.ended():
-            return Outcome(a.search, run_id, run["status"], run["error"] or "", run["test_score"])
+            return Outcome(a.search, run_id, run["status"], run["error"] or _warning(run), run["test_score"])
         time_left = (a.search_deadline or 0.0) - time.time()
         if a.killed and a.killed_phase == "search" and not a.kill_ends_search and time_left > RESUME_MIN_S:
             # a trial was stopped early (its cap, a hang): record it, and the search goes on
@@ -654,6 +654,17 @@ def _out_of_memory(a: _Active) -> bool:
         return False
     return any(s in tail for s in ("bad_alloc", "Cannot allocate memory", "out of memory", "MemoryError",
                                    "OOM when allocating", "RESOURCE_EXHAUSTED"))
+
+
+#: Said beside a finished search whose selected model gave every test image the same answer.
+COLLAPSED = ("warning: the selected model gives every test image the same answer (a collapsed network; "
+             "benchmarks/diagnostics/dead_units.py shows whether its units died)")
+
+
+def _warning(run: Mapping[str, Any]) -> str:
+    """What a user should know about a finished search that succeeded: a collapsed model."""
+    metrics = run.get("test_metrics") or {}
+    return COLLAPSED if isinstance(metrics, dict) and metrics.get("collapsed") else ""
 
 
 def _death(a: _Active) -> str:
@@ -806,6 +817,6 @@ class Progress:
         best = f"{a.best:.4f}" if a.best is not None else "-"
         test = f", test {o.test_score:.4f}" if o.test_score is not None else ""
         mark = "done" if o.status == "ok" else o.status.upper()
-        note = f" — {o.note}" if o.note and o.status != "ok" else ""
+        note = f" — {o.note}" if o.note else ""
         self._write(f"[{a.index}/{total}] {mark:<5} {a.search.title}: {a.trials} trials, "
                     f"best val {best}{test}{note}")

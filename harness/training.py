@@ -346,11 +346,26 @@ def test_report(scores: Any, y: Any, task: str, class_names: tuple[str, ...]) ->
         labels = list(range(len(class_names)))
         report = classification_report(y, predicted, labels=labels, target_names=list(class_names),
                                        output_dict=True, zero_division=0)
-        return {"per_class": report, "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist()}
+        return {"per_class": report, "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+                **collapse(predicted, np.asarray(y))}
     predicted = (scores >= 0.5).astype(int)
-    report = classification_report(np.asarray(y).astype(int), predicted, target_names=list(class_names),
+    truth = np.asarray(y).astype(int)
+    report = classification_report(truth, predicted, target_names=list(class_names),
                                    output_dict=True, zero_division=0)
-    return {"per_class": report}
+    return {"per_class": report, **collapse(predicted, truth)}
+
+
+def collapse(predicted: Any, truth: Any) -> dict[str, Any]:
+    """How many different answers a model gave on the test split: classes (multiclass) or label
+    sets (multilabel). `collapsed` when it gave one answer to every image while the truth has
+    several: the model ignores its input (a network whose ReLU units all died does this; REFERENCE.md,
+    section B, the batch-1 row), and its score is only that answer's share."""
+    import numpy as np
+
+    predicted, truth = np.asarray(predicted), np.asarray(truth)
+    distinct = len(np.unique(predicted, axis=0)) if len(predicted) else 0
+    return {"predicted_distinct": int(distinct),
+            "collapsed": bool(distinct == 1 and len(np.unique(truth, axis=0)) > 1)}
 
 
 def release(model: Any) -> None:

@@ -4,8 +4,9 @@
 `script: [ok, fail, nan, hang]`: `ok` trains normally, `fail` raises, `nan` trains with NaN
 weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, `slow` sleeps
 `batch_sleep` seconds after every batch, `weak` trains at a learning rate too small to learn
-anything (a poor trial, deterministically), `hang_after_epoch` completes its first epoch and hangs
-in its second, and `crash` kills its own process (as the kernel's
+anything (a poor trial, deterministically), `dead` trains from all-zero weights (its ReLU units
+never fire, so it answers one class for every image: a collapsed model, deterministically),
+`hang_after_epoch` completes its first epoch and hangs in its second, and `crash` kills its own process (as the kernel's
 out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
 (not builds) keeps the test evaluation, which only rebuilds, unaffected. The option `heavy: N`
 puts N full-resolution 3x3 convolutions of 32 filters before the dense layer: few parameters, many
@@ -30,7 +31,7 @@ from tunebench import (
     scaled_inputs,
 )
 
-BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash", "weak", "hang_after_epoch")
+BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash", "weak", "hang_after_epoch", "dead")
 
 
 class ScriptedFailure(RuntimeError):
@@ -98,6 +99,8 @@ class Scripted(ModelFamily):
                 time.sleep(3600)
         if step == "nan":
             model.set_weights([np.full(w.shape, np.nan, dtype=w.dtype) for w in model.get_weights()])
+        if step == "dead":  # no unit ever fires and no gradient reaches the kernels: only the output bias learns
+            model.set_weights([np.zeros(w.shape, dtype=w.dtype) for w in model.get_weights()])
         if step == "weak":
             model.optimizer.learning_rate = 1e-7
         if step == "hang_after_epoch":

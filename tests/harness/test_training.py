@@ -105,3 +105,14 @@ def test_placed_data_is_what_fit_gets_and_the_host_arrays_stay():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(x), data.x_train)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(placed.validation[1]), data.y_val)
     assert place_data(data, "auto")[0].on_device is None  # no accelerator here
+
+
+def test_collapse_counts_the_different_answers_and_needs_a_truth_with_several():
+    from tunebench.training import collapse
+
+    assert collapse([2, 2, 2], [0, 1, 2]) == {"predicted_distinct": 1, "collapsed": True}
+    assert collapse([2, 2, 2], [2, 2, 2]) == {"predicted_distinct": 1, "collapsed": False}  # one answer is right
+    assert collapse([0, 2, 2], [0, 1, 2]) == {"predicted_distinct": 2, "collapsed": False}
+    # multilabel: label sets, not labels
+    assert collapse([[1, 0], [1, 0]], [[1, 0], [0, 1]]) == {"predicted_distinct": 1, "collapsed": True}
+    assert collapse([[1, 0], [0, 1]], [[1, 0], [0, 1]]) == {"predicted_distinct": 2, "collapsed": False}

@@ -59,7 +59,8 @@ def test_the_selected_configuration_is_the_best_on_validation_and_is_tested_once
                key=lambda t: t["score"])
     assert run["best_trial"] == best["number"] and run["best_val"] == best["score"]
     assert run["best_params"] == best["params"]
-    assert set(run["test_metrics"]) == {"accuracy", "loss", "per_class", "confusion_matrix"}
+    assert set(run["test_metrics"]) == {"accuracy", "loss", "per_class", "confusion_matrix", "predicted_distinct",
+                                        "collapsed"}
     matrix = run["test_metrics"]["confusion_matrix"]
     assert len(matrix) == 10 and sum(map(sum, matrix)) == run["split_sizes"]["test"]
     correct = sum(matrix[i][i] for i in range(10))
@@ -193,3 +194,28 @@ def test_trials_run_with_the_setup_frozen_out_of_the_collector_and_the_search_gi
     assert store.run(run_id)["status"] == "ok" and len(frozen) == 2
     assert all(n > 10_000 for n in frozen)  # the frameworks' modules and the data, at least
     assert gc.get_freeze_count() == before
+
+
+def test_a_model_that_gives_every_image_one_answer_is_called_collapsed(scripted_run, tmp_path):
+    from tunebench import leaderboard
+    from tunebench.runner import COLLAPSED, _warning
+
+    store, run_id, _, _ = scripted_run
+    trained = store.run(run_id)["test_metrics"]
+    assert trained["collapsed"] is False and trained["predicted_distinct"] > 1
+    # all-zero weights: no ReLU unit ever fires, only the output bias learns, so one class for all
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", strategy="fixed", budget_s=60, max_epochs=1,
+                                  model_options={"then": "dead"})
+    run = store.run(run_id)
+    metrics = run["test_metrics"]
+    assert run["status"] == "ok" and metrics["collapsed"] is True and metrics["predicted_distinct"] == 1
+    confusion = np.array(metrics["confusion_matrix"])
+    assert (confusion.sum(axis=0) > 0).sum() == 1  # one predicted column holds every test image
+    # its score is that class's share of the test split, recomputed from the confusion matrix
+    answer = int(np.flatnonzero(confusion.sum(axis=0))[0])
+    assert run["test_score"] == pytest.approx(confusion[answer, answer] / confusion.sum())
+    assert _warning(run) == COLLAPSED
+    board = leaderboard.build(store, baselines=False)
+    assert board["runs_collapsed"].tolist() == [1]
+    assert leaderboard.display_frame(board)["collapsed"].tolist() == ["1/1"]
+    assert leaderboard.LEGEND_COLLAPSED in leaderboard.render(board, "table")
