@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -605,6 +606,27 @@ def compile_options(options: TrainingOptions, backend: str, model: Any, steps_pe
     return compiled
 
 
+#: Per model family object: the pins its pinned defaults leave unused, by (pins, spec, max_epochs).
+_DEFAULTS_UNUSED: weakref.WeakKeyDictionary[Any, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+def _unused_by_defaults(family: ModelFamily, pins: Mapping[str, Any], spec: DataSpec,
+                        max_epochs: int | None) -> frozenset[str]:
+    """The pins that the family's defaults, with `pins` applied, never reach: a name in it is not
+    declared by the family at all (a conditional one is reached by the defaults). Built once per
+    family, pins and spec: the reference model is a whole build."""
+    from tunebench.space import DefaultHyperParameters
+
+    key = repr((sorted(pins.items()), spec, max_epochs))
+    known = _DEFAULTS_UNUSED.setdefault(family, {})
+    if key not in known:
+        reference = DefaultHyperParameters().pin(pins)
+        family.build(reference, spec)
+        family.training(reference, spec, max_epochs)
+        known[key] = frozenset(reference.unused_pins())
+    return known[key]
+
+
 def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, options: TrainingOptions, *,
                       max_epochs: int | None, train_size: int, epochs: int | None = None,
                       weights: str | None = None, sample: Any = None) -> tuple[Any, TrainingSettings]:
@@ -629,12 +651,8 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         settings = dataclasses.replace(settings, epochs=min(settings.epochs, max_epochs))
     unused = hp.unused_pins()
     if unused:  # a conditional pin this draw does not reach is fine if the pinned defaults reach it
-        from tunebench.space import DefaultHyperParameters
-
-        reference = DefaultHyperParameters().pin(hp.pins)
-        family.build(reference, spec)
-        family.training(reference, spec, max_epochs)
-        unused = [name for name in unused if name in reference.unused_pins()]
+        never = _unused_by_defaults(family, hp.pins, spec, max_epochs)
+        unused = [name for name in unused if name in never]
     if unused:
         declared = ", ".join(hp.params) or "none"
         raise SpaceError(f"pinned hyperparameter(s) {', '.join(unused)} not declared by model "

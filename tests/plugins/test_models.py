@@ -284,7 +284,13 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
     from tunebench.training import build_trial_model
 
     spec = DataSpec((32, 32, 3), tuple("ab"), train_size=100)
+    from tunebench.space import DefaultHyperParameters
+
     family = ScratchCNN()
+    built_for_reference = []
+    build = family.build
+    family.build = lambda hp, spec: (built_for_reference.append(1) if isinstance(hp, DefaultHyperParameters)
+                                     else None, build(hp, spec))[1]
     pins = {"filters_2": 128, "filters_0": 16, "convs_per_block": 1, "kernel_size": 3}
     reached = set()
     for seed in range(12):  # random draws of `blocks` (1-4 on 32x32), some with fewer than 3 blocks
@@ -294,6 +300,7 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
         reached.add("filters_2" in hp.values)
         assert ("filters_2" in hp.values) == (hp.values["blocks"] >= 3)
     assert reached == {True, False}
+    assert len(built_for_reference) == 1  # the pinned defaults are built once, not once per draw
     typo = RandomHyperParameters((0, 0)).pin({**pins, "filterz_1": 16})
     with pytest.raises(SpaceError, match="filterz_1"):
         build_trial_model(family, typo, spec, TrainingOptions(), max_epochs=None, train_size=100)
