@@ -34,7 +34,6 @@ LEGEND_CI = (f"95% CI: Student's t interval of the mean over seeds, from {MIN_SE
 LEGEND_VS_DEFAULT = "vs default: the mean test score minus the family default's (the same seeds' first trial)."
 LEGEND_INFEASIBLE = ("infeasible: draws the feasibility guard stopped before or in their first epoch because it "
                      "could not end in the time left; counted as timeouts, never trained to a score.")
-
 LEGEND_COLLAPSED = ("collapsed: the runs whose selected model gave every test image the same class (or label set), "
                     "so its score is that answer's share, not a model's.")
 

@@ -6,8 +6,8 @@ weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, 
 `batch_sleep` seconds after every batch, `weak` trains at a learning rate too small to learn
 anything (a poor trial, deterministically), `dead` trains from all-zero weights (its ReLU units
 never fire, so it answers one class for every image: a collapsed model, deterministically),
-`hang_after_epoch` completes its first epoch and hangs in its second, and `crash` kills its own process (as the kernel's
-out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
+`hang_after_epoch` completes its first epoch and hangs in its second, and `crash` kills its own
+process (as the kernel's out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
 (not builds) keeps the test evaluation, which only rebuilds, unaffected. The option `heavy: N`
 puts N full-resolution 3x3 convolutions of 32 filters before the dense layer: few parameters, many
 FLOPs, so each step is slow whatever the parameter count says.
