@@ -25,8 +25,8 @@ BASELINE = "baseline"
 FAMILY_DEFAULT = "family default"
 #: Fewer seeds than this get no confidence interval (n is shown instead).
 MIN_SEEDS_FOR_CI = 3
-#: How the leaderboard's columns are computed, printed beneath every table: each sentence only
-#: where its column is shown (`legend`).
+#: How the leaderboard's columns are computed, printed beneath every table: the score and its
+#: interval always, the others only where their column is shown (`legend`).
 LEGEND_SCORE = (f"test score: mean ± sd over seeds (the configuration selected on validation, tested once per "
                 f"seed); with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n.")
 LEGEND_CI = (f"95% CI: Student's t interval of the mean over seeds, from {MIN_SEEDS_FOR_CI} seeds, clipped to the "
@@ -39,10 +39,9 @@ LEGEND_COLLAPSED = ("collapsed: the runs whose selected model gave every test im
 
 
 def legend(board: pd.DataFrame) -> str:
-    """The sentences that explain the columns `display_frame` keeps for this board."""
-    parts = [LEGEND_SCORE]
-    if "test_ci_low" in board and board["test_ci_low"].notna().any():
-        parts.append(LEGEND_CI)
+    """The sentences that explain the columns `display_frame` keeps for this board (and how an
+    interval is computed, which also says why fewer than 3 seeds get none)."""
+    parts = [LEGEND_SCORE, LEGEND_CI]  # the interval's rule, also where too few seeds leave none
     if "vs_default" in board and board["vs_default"].notna().any():
         parts.append(LEGEND_VS_DEFAULT)
     if "failures" in board and board["failures"].fillna("").astype(str).str.contains("infeasible").any():

@@ -85,9 +85,12 @@ def test_the_legend_explains_only_the_columns_shown(hand_made, tmp_path):
     turned_away = store.start_trial(run, 1, started_at=1003.0)
     store.finish_trial(turned_away, status="timeout", finished_at=1003.2, error_kind="infeasible",
                        error="estimated 9 s for its first epoch, 1 s were left for it")
-    table = leaderboard.render(leaderboard.build(store), "table")
+    board = leaderboard.build(store)
+    table = leaderboard.render(board, "table")
     assert "infeasible: 1" in table and leaderboard.LEGEND_INFEASIBLE in table
-    assert "95% CI" not in table and "1/0/1/0" in table  # one seed: no interval; the draw counts as a timeout
+    assert "1/0/1/0" in table  # the turned-away draw counts as a timeout
+    # one seed: no interval column, but the legend still says how one is computed (from 3 seeds)
+    assert "95% CI" not in leaderboard.display_frame(board).columns and leaderboard.LEGEND_CI in table
 
 
 @pytest.fixture(scope="module")
