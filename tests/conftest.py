@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTING_PLUGINS = "tunebench.testing.plugins"
+TESTING_PLUGINS = "tunebench.testing.scripted"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tunebench's own plugins only, whatever else is installed here (a third-party plugin's test sets it to 0)

@@ -13,7 +13,16 @@ import pytest
 
 from tests.conftest import ROOT, write_suite
 
-PACKAGE_DIRS = {"tunebench": ROOT / "harness", "tunebench.plugins": ROOT / "plugins"}
+
+def _source_roots() -> dict[str, Path]:
+    """Each import package and its folder, as pyproject.toml declares them (setuptools' package-dir)."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return {package: ROOT / folder for package, folder in declared.items()}
+
+
+PACKAGE_DIRS = _source_roots()
 
 
 def _modules() -> dict[str, Path]:
@@ -80,7 +89,7 @@ def test_the_runner_imports_only_the_protocol_of_the_search_process():
 
 
 def test_nothing_is_importable_as_harness_or_plugins(tmp_path):
-    code = ("import importlib.util, tunebench, tunebench.plugins.models.mlp\n"
+    code = ("import importlib.util, tunebench, tunebench_plugins.models.mlp\n"
             "print([n for n in ('harness', 'plugins') if importlib.util.find_spec(n)])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -138,7 +147,7 @@ def test_the_wheel_runs_a_suite_from_a_folder_with_its_own_plugins_and_harness(i
     assert "1 search" in result.stderr and "done" in result.stderr
     where = subprocess.run([str(installed_wheel / "bin" / "python"), "-c",
                             "import tunebench, importlib.util as u; print(tunebench.__file__); "
-                            "print(u.find_spec('tunebench.plugins').origin)"],
+                            "print(u.find_spec('tunebench_plugins').origin)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert str(installed_wheel) in where.stdout and str(ROOT) not in where.stdout, where.stdout + where.stderr
     typed = subprocess.run([str(installed_wheel / "bin" / "python"), "-c",
@@ -146,3 +155,108 @@ def test_the_wheel_runs_a_suite_from_a_folder_with_its_own_plugins_and_harness(i
                             "print(r.files('tunebench').joinpath('py.typed').is_file())"],
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert typed.stdout.strip() == "True"
+
+
+def _static_imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """Every absolute import in a file as (module, names, line), read from its syntax tree."""
+    found: list[tuple[str, list[str], int]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, [a.name for a in node.names], node.lineno))
+    return found
+
+
+def _resolve(module: str, roots: dict[str, Path]) -> Path | None:
+    """The file an import names, found from the repository's source roots alone (no install)."""
+    top, _, rest = module.partition(".")
+    if top not in roots:
+        return None
+    base = roots[top].joinpath(*rest.split(".")) if rest else roots[top]
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_a_static_reader_resolves_every_import_of_ours_to_a_file_from_the_source_roots():
+    """A module's import path is its file path under a source root (harness/, plugins/), so mypy,
+    editors and static import readers find every import without installing anything; the roots
+    they are told about (mypy_path, Pyright's extraPaths) are the ones pyproject declares."""
+    import tomllib
+
+    roots = _source_roots()
+    assert set(roots) == {"tunebench", "tunebench_plugins"}
+    for package, folder in roots.items():
+        assert folder.name == package, f"{folder} holds {package}: the folder must be named as the package"
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    folders = {str(f.parent.relative_to(ROOT)) for f in roots.values()}
+    assert set(config["pyright"]["extraPaths"]) == folders
+    assert {p.rsplit("/", 1)[-1] for p in config["mypy"]["mypy_path"].split(":")} == folders
+    unresolved, resolved = [], 0
+    for path in [*ROOT.joinpath("harness").rglob("*.py"), *ROOT.joinpath("plugins").rglob("*.py"),
+                 *ROOT.joinpath("tests").rglob("*.py")]:
+        for module, names, line in _static_imports(path):
+            if module.split(".")[0] not in roots:
+                continue
+            target = _resolve(module, roots)
+            if target is None:
+                unresolved.append(f"{path.relative_to(ROOT)}:{line}: {module}")
+                continue
+            resolved += 1
+            for name in names:  # `from tunebench.testing import scripted`: a submodule, or a name defined there
+                if _resolve(f"{module}.{name}", roots) is None and name != "*" and name not in target.read_text():
+                    unresolved.append(f"{path.relative_to(ROOT)}:{line}: {module}.{name}")
+    assert not unresolved, "imports no source root resolves: " + "; ".join(unresolved)
+    assert resolved > 300
+
+
+def _public_api() -> set[str]:
+    """`tunebench.__all__`, read from the source (no import)."""
+    tree = ast.parse((_source_roots()["tunebench"] / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError("tunebench/__init__.py declares no __all__")
+
+
+def test_the_built_in_plugins_use_only_tunebenchs_public_api():
+    """The built-ins are written like any third-party plugin: from `tunebench` they import only
+    names in `tunebench.__all__`, and from each other only public names."""
+    public = _public_api()
+    broken = []
+    for path in _source_roots()["tunebench_plugins"].rglob("*.py"):
+        for module, names, line in _static_imports(path):
+            where = f"{path.relative_to(ROOT)}:{line}"
+            if module == "tunebench":
+                broken += [f"{where}: tunebench.{n} is not in tunebench.__all__" for n in names if n not in public]
+            elif module.startswith("tunebench."):
+                broken.append(f"{where}: imports {module}, which is not tunebench's public API")
+            elif module.startswith("tunebench_plugins"):
+                broken += [f"{where}: imports the private {module}.{n}" for n in names if n.startswith("_")]
+    assert not broken, "; ".join(broken)
+
+
+def test_the_public_api_names_what_the_package_defines():
+    import tunebench
+
+    assert set(tunebench.__all__) == _public_api()
+    assert all(hasattr(tunebench, name) for name in tunebench.__all__)
+
+
+def test_the_private_internals_we_use_exist():
+    """tunebench reaches into a few private attributes of the libraries it drives (each place says
+    so in a comment). They exist in the versions constraints.txt pins: an upgrade that drops one
+    fails here, not in a search."""
+    import keras_tuner
+    import optuna
+    from optuna.study import _frozen
+
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=1)
+    assert hasattr(oracle, "_display") and hasattr(oracle._display, "verbose")
+    assert callable(oracle._set_project_dir) and hasattr(oracle, "_retry_queue")
+    assert callable(optuna.distributions.FloatDistribution(0, 1)._contains)
+    assert hasattr(_frozen, "FrozenStudy")
+    autokeras = pytest.importorskip("autokeras")
+    assert callable(autokeras.ImageClassifier._analyze_data)

@@ -74,7 +74,7 @@ BARE = textwrap.dedent('''
     import json, sys, time
     cfg = json.loads(sys.argv[1])
     from tunebench.registry import load_plugins
-    from tunebench.settings import TrainingOptions
+    from tunebench.settings import ExecutionSettings
     from tunebench.training import compile_options
     data = load_plugins().datasets.get("synthetic")(**cfg["data"]).splits(0)   # not timed
     import keras
@@ -92,7 +92,8 @@ BARE = textwrap.dedent('''
     x = layers.Dense(64, activation="relu")(x)
     model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
     # the same steps_per_execution the harness picks for this model (its rule, not a copy of it)
-    options = compile_options(TrainingOptions(), keras.backend.backend(), model, len(data.x_train) // cfg["batch_size"])
+    options = compile_options(ExecutionSettings(), keras.backend.backend(), model,
+                              len(data.x_train) // cfg["batch_size"])
     spe = options.get("steps_per_execution", 1)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], **options)
@@ -281,7 +282,8 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
     from tunebench.errors import BudgetExhausted
     from tunebench.registry import load_plugins
     from tunebench.space import DefaultHyperParameters
-    from tunebench.strategies import OK, SearchContext, TrialRecord
+    from tunebench.strategies import SearchContext, TrialRecord
+    from tunebench.vocabulary import TrialStatus
 
     catalog = load_plugins()
     family = catalog.model_families.get("scratch_cnn")()
@@ -330,7 +332,7 @@ def proposal_latency(work: Path, checkpoints: tuple[int, ...], cap_s: float) -> 
             if report is not None:
                 for i, m in enumerate(history):
                     report(i, m)
-            record = TrialRecord(number=len(self._trials), status=OK, params=hp.values, score=score,
+            record = TrialRecord(number=len(self._trials), status=TrialStatus.OK, params=hp.values, score=score,
                                  history=history, epochs=len(history))
             self._trials.append(record)
             self._ended = time.perf_counter()

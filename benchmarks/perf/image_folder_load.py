@@ -27,8 +27,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from tunebench.plugins.datasets.image_folder import ImageFolder
-    from tunebench.plugins.datasets.synthetic import Synthetic
+    from tunebench_plugins.datasets.image_folder import ImageFolder
+    from tunebench_plugins.datasets.synthetic import Synthetic
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tunebench-cifar-like-"))
     os.environ["TUNEBENCH_CACHE"] = str(work / "cache")

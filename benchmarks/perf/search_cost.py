@@ -218,7 +218,7 @@ CONVNET = {"blocks": 3, "convs_per_block": 1, "filters_0": 32, "filters_1": 64, 
 def side_by_side(work: Path, trials: int, epochs: int, samples: int, rounds: int) -> dict[str, Any]:
     import numpy as np
 
-    from tunebench.plugins.datasets.synthetic import Synthetic
+    from tunebench_plugins.datasets.synthetic import Synthetic
 
     data = Synthetic(size=28, channels=1, classes=10, noise=0.35, samples=samples).splits(0)
     arrays = work / "data.npz"

@@ -24,7 +24,7 @@ from pathlib import Path
 CHILD = """
 import json, resource, sys, time
 start = time.perf_counter()
-from tunebench.plugins.datasets.image_folder import ImageFolder
+from tunebench_plugins.datasets.image_folder import ImageFolder
 ds = ImageFolder(path=sys.argv[1], size=int(sys.argv[2]))
 data = ds.cached_load()  # as a search does: `splits` below takes it from the process
 loaded = time.perf_counter() - start

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -102,7 +103,10 @@ def test_lanes_of_one_search_get_distinct_trial_numbers_and_the_best_trial_wins(
         for _ in range(10):
             n = stores[i].next_trial_number(run_id)
             numbers.append(n)
-            stores[i].offer_best(run_id, score=(n * 37 % 61) / 61, best_trial=n)
+            trial = stores[i].start_trial(run_id, n, started_at=time.time())
+            score = (n * 37 % 61) / 61
+            stores[i].record_epoch(run_id, trial, 0, {"val_accuracy": score}, 1.0, score=score, best_epoch=0,
+                                   best={"best_trial": n})
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(len(stores))]
     for t in threads:
@@ -113,7 +117,9 @@ def test_lanes_of_one_search_get_distinct_trial_numbers_and_the_best_trial_wins(
     best = max(range(60), key=lambda n: n * 37 % 61)
     run = stores[0].run(run_id)
     assert run["best_trial"] == best and run["best_val"] == pytest.approx((best * 37 % 61) / 61)
-    assert stores[0].offer_best(run_id, score=0.0, best_trial=99) is False  # a worse score changes nothing
+    worse = stores[0].start_trial(run_id, 99, started_at=time.time())
+    assert stores[0].record_epoch(run_id, worse, 0, {"val_accuracy": 0.0}, 1.0, score=0.0, best_epoch=0,
+                                  best={"best_trial": 99}) is False  # a worse score changes nothing
     assert [stores[0].lane_done(run_id) for _ in range(2)] == [1, 2]
     for s in stores:
         s.close()

@@ -74,7 +74,7 @@ def test_hyperband_continues_promoted_trials_and_trains_fewer_epochs_on_the_same
 
 
 def test_a_family_that_cannot_continue_trains_from_scratch_and_says_why(tmp_path, monkeypatch):
-    from tunebench.testing.plugins import Scripted
+    from tunebench.testing.scripted import Scripted
 
     monkeypatch.setattr(Scripted, "continues", False)
     store, run_id, _ = _hyperband(tmp_path, reuse=True, family="scripted")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tunebench.datasets import ArrayData, DataSpec, split_arrays
-from tunebench.plugins.datasets.digits import Digits
+from tunebench_plugins.datasets.digits import Digits
 
 SPEC = DataSpec((4, 4, 1), tuple("abc"))
 
@@ -48,7 +48,7 @@ def test_own_test_set_is_kept_and_limit_subsamples():
 
 def test_fingerprint_is_identical_in_another_process():
     here = Digits().splits(3).fingerprint
-    code = "from tunebench.plugins.datasets.digits import Digits; print(Digits().splits(3).fingerprint)"
+    code = "from tunebench_plugins.datasets.digits import Digits; print(Digits().splits(3).fingerprint)"
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert here == there
 

@@ -107,7 +107,7 @@ datasets: [digits]
 model_families: [mlp, {scripted: {as: scripted}}]
 strategies: [{random: {max_trials: 2}}, {optuna_tpe: {n_startup_trials: 2, max_trials: 2}}]
 """)
-    result = tunebench("run", str(suite), "--results", str(tmp / "results"), "--plugin", "tunebench.testing.plugins")
+    result = tunebench("run", str(suite), "--results", str(tmp / "results"), "--plugin", "tunebench.testing.scripted")
     assert result.returncode == 0, result.stderr
     return tmp / "results", result
 
@@ -133,7 +133,7 @@ def test_leaderboard_numbers_equal_what_the_store_holds(real_results):
     baselines = [r for r in board if r["model_family"] == "baseline"]
     import numpy as np
 
-    from tunebench.plugins.datasets.digits import Digits
+    from tunebench_plugins.datasets.digits import Digits
 
     y = Digits().splits(0).y_test
     majority = next(r for r in baselines if r["strategy"] == "majority_class")

@@ -44,7 +44,7 @@ def test_builtins_are_discovered_through_entry_points_with_their_package():
     for info in catalog.all():
         if info.name in BUILTINS[info.kind]:
             assert info.package == "tunebench"
-            assert info.cls.__module__.startswith("tunebench.plugins.")
+            assert info.cls.__module__.startswith("tunebench_plugins.")
     names = {kind: {i.name for i in catalog.all() if i.kind == kind} for kind in BUILTINS}
     for kind, expected in BUILTINS.items():
         assert expected <= names[kind]

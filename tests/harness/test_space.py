@@ -134,3 +134,24 @@ def test_keras_tuner_adapter_declares_into_and_reads_from_keras_tuner():
     assert proposed["momentum"] == 0.99
     lr = next(p for p in kt_hp.space if p.name == "lr")
     assert lr.sampling == "log"
+
+
+def test_a_restricted_space_offers_only_the_listed_values_and_pins_still_win():
+    from tunebench.space import Param
+
+    seen = set()
+    for seed in range(20):
+        hp = RandomHyperParameters((seed, 0)).restrict({"lr": [1e-3, 1e-2], "blocks": [2, 3]})
+        values = declare(hp)
+        seen.add((values["lr"], values["blocks"]))
+        assert hp.params["lr"] == Param("lr", "choice", values=(1e-3, 1e-2), default=1e-3)
+    assert seen == {(lr, b) for lr in (1e-3, 1e-2) for b in (2, 3)}
+    pinned = DefaultHyperParameters().restrict({"lr": [1e-3, 1e-2]}).pin({"lr": 0.05})
+    assert declare(pinned)["lr"] == 0.05  # a pin (a published value) wins over the restriction
+    default = DefaultHyperParameters().restrict({"units": [100, 400]})
+    assert declare(default)["units"] == 100  # the value nearest the declared default (8)
+    typo = DefaultHyperParameters().restrict({"unitz": [8]})
+    declare(typo)
+    assert typo.unused_restrictions() == ["unitz"]
+    with pytest.raises(SpaceError, match="blocks"):
+        declare(DefaultHyperParameters().restrict({"blocks": [1.5]}))

@@ -143,11 +143,11 @@ def test_backends_multiply_searches_and_training_settings_are_validated(catalog)
 def test_compile_options_follow_the_training_block():
     from types import SimpleNamespace
 
-    from tunebench.settings import TrainingOptions
+    from tunebench.settings import ExecutionSettings
     from tunebench.training import compile_options
 
     model = SimpleNamespace(count_params=lambda: 90_000)  # the count no longer matters: the step time does
-    auto = TrainingOptions()
+    auto = ExecutionSettings()
     # a 5 ms step: 0.2 s / 5 ms = 40 batches a call, capped at 32 and at a twentieth of the epoch
     assert compile_options(auto, "tensorflow", model, 1000, step_seconds=0.005) == {"steps_per_execution": 32}
     assert compile_options(auto, "tensorflow", model, 400, step_seconds=0.005) == {"steps_per_execution": 20}
@@ -156,13 +156,15 @@ def test_compile_options_follow_the_training_block():
     assert compile_options(auto, "tensorflow", model, 30, step_seconds=0.001) == {}  # too few batches to bother
     assert compile_options(auto, "tensorflow", model, 400) == {}  # no measured step: one a call
     assert compile_options(auto, "torch", model, 400, step_seconds=0.001) == {}  # torch's trainer supports only 1
-    assert compile_options(TrainingOptions(jit_compile=False, steps_per_execution=8), "jax", model, 400) == {
+    assert compile_options(ExecutionSettings(jit_compile=False, steps_per_execution=8), "jax", model, 400) == {
         "jit_compile": False, "steps_per_execution": 8}
 
 
 def test_resources_are_validated(catalog):
-    assert parse_suite(dict(GOOD, resources={"cpus": 2, "gpus": 0.25, "memory": "4GB"}), catalog).resources == {
-        "cpus": 2, "gpus": 0.25, "memory": "4GB"}
+    from tunebench.settings import Resources
+
+    assert parse_suite(dict(GOOD, resources={"cpus": 2, "gpus": 0.25, "memory": "4GB"}), catalog).resources == (
+        Resources(cpus=2.0, gpus=0.25, memory_bytes=4 * 10**9))
     with pytest.raises(SuiteError) as err:
         parse_suite(dict(GOOD, resources={"cpus": -1, "gpus": "lots", "memory": "4XB"}), catalog)
     assert len(err.value.problems) == 3

@@ -76,8 +76,8 @@ def test_stored_test_score_is_what_the_saved_weights_give(scripted_run):
     """Recompute the test score from the saved best weights and the same split."""
     import keras
 
-    from tunebench.plugins.datasets.digits import Digits
-    from tunebench.testing.plugins import Scripted
+    from tunebench.testing.scripted import Scripted
+    from tunebench_plugins.datasets.digits import Digits
 
     store, run_id, _, results = scripted_run
     run = store.run(run_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 from tunebench import hookimpl
 from tunebench.datasets import ArrayData, Dataset, DataSpec
 from tunebench.options import Option
-from tunebench.plugins.models.mlp import MLP
+from tunebench_plugins.models.mlp import MLP
 
 PROBE_OUT = "TUNEBENCH_PROBE_OUT"
 PROBE_COUNT = "TUNEBENCH_PROBE_COUNT"

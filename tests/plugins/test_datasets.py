@@ -14,10 +14,10 @@ from PIL import Image
 from tests.conftest import ROOT, tunebench, write_suite
 from tunebench.errors import DataError, OptionsError
 from tunebench.images import load_images
-from tunebench.plugins.datasets.csv_manifest import CSVManifest
-from tunebench.plugins.datasets.image_folder import ImageFolder
-from tunebench.plugins.datasets.keras_datasets import CIFAR10, FashionMNIST
-from tunebench.plugins.datasets.synthetic import Synthetic
+from tunebench_plugins.datasets.csv_manifest import CSVManifest
+from tunebench_plugins.datasets.image_folder import ImageFolder
+from tunebench_plugins.datasets.keras_datasets import CIFAR10, FashionMNIST
+from tunebench_plugins.datasets.synthetic import Synthetic
 
 
 @pytest.fixture(autouse=True)
@@ -280,7 +280,7 @@ strategies: [random]
 
 def test_splits_of_a_folder_are_identical_in_another_process(folder):
     here = ImageFolder(path=str(folder), size=8).splits(4).fingerprint
-    code = (f"from tunebench.plugins.datasets.image_folder import ImageFolder; "
+    code = (f"from tunebench_plugins.datasets.image_folder import ImageFolder; "
             f"print(ImageFolder(path={str(folder)!r}, size=8).splits(4).fingerprint)")
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert there.stdout.strip() == here

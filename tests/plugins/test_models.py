@@ -7,12 +7,12 @@ import pytest
 
 from tests.conftest import ROOT, tunebench, write_suite
 from tunebench import DataSpec, DefaultHyperParameters, FixedHyperParameters, RandomHyperParameters
-from tunebench.plugins.models import backbones
-from tunebench.plugins.models.alexnet import AlexNet
-from tunebench.plugins.models.feature_extraction import FeatureExtraction
-from tunebench.plugins.models.mlp import MLP
-from tunebench.plugins.models.scratch_cnn import ScratchCNN
-from tunebench.plugins.models.transfer import Transfer
+from tunebench_plugins.models import backbones
+from tunebench_plugins.models.alexnet import AlexNet
+from tunebench_plugins.models.feature_extraction import FeatureExtraction
+from tunebench_plugins.models.mlp import MLP
+from tunebench_plugins.models.scratch_cnn import ScratchCNN
+from tunebench_plugins.models.transfer import Transfer
 
 MNIST = DataSpec((28, 28, 1), tuple(str(i) for i in range(10)))
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -106,9 +106,9 @@ IMAGENET_SCRIPT = """
 import json, shutil, sys
 import numpy as np
 from tunebench import DataSpec, DefaultHyperParameters
-from tunebench.plugins.models import backbones
-from tunebench.plugins.models.feature_extraction import FeatureExtraction
-from tunebench.plugins.models.transfer import Transfer
+from tunebench_plugins.models import backbones
+from tunebench_plugins.models.feature_extraction import FeatureExtraction
+from tunebench_plugins.models.transfer import Transfer
 
 spec = DataSpec((32, 32, 3), ("a", "b"))
 options = {"backbones": ["mobilenet"], "alpha": 0.25, "resolutions": [96], "download_weights": False}
@@ -280,7 +280,7 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
     """`filters_2` pinned while `blocks` is searched: a 2-block draw trains (its pin is simply not
     reached); a name the family never declares is still an error."""
     from tunebench.errors import SpaceError
-    from tunebench.settings import TrainingOptions
+    from tunebench.settings import ExecutionSettings
     from tunebench.training import build_trial_model
 
     spec = DataSpec((32, 32, 3), tuple("ab"), train_size=100)
@@ -295,7 +295,7 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
     reached = set()
     for seed in range(12):  # random draws of `blocks` (1-4 on 32x32), some with fewer than 3 blocks
         hp = RandomHyperParameters((seed, 0)).pin(pins)
-        model, _ = build_trial_model(family, hp, spec, TrainingOptions(), max_epochs=None, train_size=100)
+        model, _ = build_trial_model(family, hp, spec, ExecutionSettings(), max_epochs=None, train_size=100)
         assert model.count_params() > 0 and hp.values["filters_0"] == 16
         reached.add("filters_2" in hp.values)
         assert ("filters_2" in hp.values) == (hp.values["blocks"] >= 3)
@@ -303,4 +303,4 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
     assert len(built_for_reference) == 1  # the pinned defaults are built once, not once per draw
     typo = RandomHyperParameters((0, 0)).pin({**pins, "filterz_1": 16})
     with pytest.raises(SpaceError, match="filterz_1"):
-        build_trial_model(family, typo, spec, TrainingOptions(), max_epochs=None, train_size=100)
+        build_trial_model(family, typo, spec, ExecutionSettings(), max_epochs=None, train_size=100)

@@ -1,0 +1,259 @@
+"""What a suite sets for all its searches, each block a typed, validated, frozen object: the
+`training:` block (`ExecutionSettings`), the search settings among the top-level keys (`first_trial`,
+the feasibility guard, `hang_timeout`, `min_trials`: `SearchSettings`) and `resources:`
+(`Resources`). "Settings" are what a suite sets; "options" are what a plugin accepts.
+
+Their defaults live here and nowhere else. The suite validator builds them once (`parse`, which
+reports every problem at once); the job carries the objects themselves to the search's process
+(`to_json` / `from_json`), where the training code and the trial context read their fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, Union
+
+MixedPrecision = Literal[False, True, "float16", "bfloat16"]
+Auto = Literal["auto"]
+
+#: What each key means, for error messages and `tunebench validate`.
+TRAINING_KEYS = {
+    "mixed_precision": "false, true (float16) or bfloat16",
+    "jit_compile": "auto, true or false (XLA / torch.compile)",
+    "steps_per_execution": "auto or a positive integer (batches per compiled call)",
+    "data_on_device": "auto, true or false (torch/jax: copy the data to the accelerator up front)",
+}
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """The suite's `training:` block: how every trial's model is compiled and fed.
+
+    Attributes:
+        mixed_precision: Keras's global dtype policy: float32 (False), mixed_float16 (True or
+            "float16") or mixed_bfloat16.
+        jit_compile: "auto" leaves Keras's default; True or False forces XLA (or torch.compile).
+        steps_per_execution: "auto" chooses from the measured cost of a step; an integer forces it.
+        data_on_device: "auto" copies the training data to the accelerator when it fits.
+    """
+
+    mixed_precision: MixedPrecision = False
+    jit_compile: Union[bool, Auto] = "auto"
+    steps_per_execution: Union[int, Auto] = "auto"
+    data_on_device: Union[bool, Auto] = "auto"
+
+    @classmethod
+    def parse(cls, raw: object) -> tuple[ExecutionSettings, list[str]]:
+        """Validate a `training:` block; returns the options (defaults where invalid) and every problem."""
+        problems: list[str] = []
+        if raw is None:
+            return cls(), problems
+        if not isinstance(raw, Mapping):
+            return cls(), [f"'training' must be a mapping with keys among: {', '.join(TRAINING_KEYS)}"]
+        for key in raw:
+            if key not in TRAINING_KEYS:
+                problems.append(f"'training': unknown key '{key}' (known: "
+                                + ", ".join(f"{n} = {what}" for n, what in TRAINING_KEYS.items()) + ")")
+        values: dict[str, Any] = {}
+        mp = raw.get("mixed_precision")
+        if mp is not None:
+            if isinstance(mp, bool) or mp in ("float16", "bfloat16"):
+                values["mixed_precision"] = mp
+            else:
+                problems.append(f"'training': mixed_precision must be false, true (float16) or bfloat16, not {mp!r}")
+        for key in ("jit_compile", "data_on_device"):
+            value = raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or value == "auto":
+                values[key] = value
+            else:
+                problems.append(f"'training': {key} must be auto, true or false, not {value!r}")
+        spe = raw.get("steps_per_execution")
+        if spe is not None:
+            if spe == "auto" or (isinstance(spe, int) and not isinstance(spe, bool) and spe >= 1):
+                values["steps_per_execution"] = spe
+            else:
+                problems.append(f"'training': steps_per_execution must be auto or a positive integer, not {spe!r}")
+        return cls(**values), problems
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> ExecutionSettings:
+        """The settings a job file carries (`to_mapping`), validated again: a hand-edited job file
+        gets the same messages as a suite."""
+        return _valid(cls.parse(dict(raw or {})))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Only the keys that differ from the defaults: what a suite wrote, and a search's identity."""
+        return _non_defaults(self)
+
+    @property
+    def dtype_policy(self) -> str:
+        """The Keras dtype policy name for `mixed_precision`."""
+        mp = self.mixed_precision
+        return "mixed_bfloat16" if mp == "bfloat16" else "mixed_float16" if mp else "float32"
+
+
+#: The suite's top-level keys that shape how every search runs (besides budgets), and their meaning.
+SEARCH_KEYS = {
+    "first_trial": "defaults (the family's default configuration is each search's first trial) or none",
+    "feasibility_guard": "true or false: stop a trial early when its first epoch cannot end before the deadline",
+    "feasibility_margin": "a number >= 1: the projected epoch time is multiplied by it before the comparison",
+    "hang_timeout": "a duration: a trial with no training progress for this long is killed; the search goes on",
+    "min_trials": "a whole number >= 2: each trial (but the family default) may use at most the time left divided "
+                  "by the scored trials still wanted, so that one long draw cannot take the rest of the search",
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How every search of a suite runs, beyond its budgets.
+
+    Attributes:
+        first_trial: "defaults" runs the model family's default configuration (its declared defaults
+            and the suite's pins) as each search's first trial, for every strategy alike, so that a
+            strategy's gain over it can be read off the leaderboard; "none" leaves the first trial
+            to the strategy.
+        feasibility_guard: after a trial's first steps the harness projects its first epoch; a trial
+            that cannot finish it before its deadline is stopped then, as `timeout`, with the reason.
+        feasibility_margin: the projection is multiplied by this before it is compared with the time left.
+        hang_timeout: seconds: a trial whose training makes no progress (no batch ends) for this
+            long is killed by the runner and the search goes on in a fresh process.
+        min_trials: the scored trials a search should end with. Each trial but the family default
+            (the baseline, which runs in full) may use at most the time left divided by the scored
+            trials still wanted; a trial cut there keeps its completed epochs and its best epoch's
+            score. None: no such cap.
+    """
+
+    first_trial: Literal["defaults", "none"] = "defaults"
+    feasibility_guard: bool = True
+    feasibility_margin: float = 1.0
+    hang_timeout: float = 600.0
+    min_trials: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> tuple[SearchSettings, list[str]]:
+        """The search options among a suite's top-level keys; every problem is reported."""
+        from tunebench.budget import parse_duration
+
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        first = raw.get("first_trial")
+        if first is not None:
+            if first in ("defaults", "none") or first is False:
+                values["first_trial"] = "none" if first is False else first
+            else:
+                problems.append(f"'first_trial' must be defaults or none, not {first!r}")
+        guard = raw.get("feasibility_guard")
+        if guard is not None:
+            if isinstance(guard, bool):
+                values["feasibility_guard"] = guard
+            else:
+                problems.append(f"'feasibility_guard' must be true or false, not {guard!r}")
+        margin = raw.get("feasibility_margin")
+        if margin is not None:
+            if (isinstance(margin, (int, float)) and not isinstance(margin, bool) and math.isfinite(margin)
+                    and margin >= 1):
+                values["feasibility_margin"] = float(margin)
+            else:
+                problems.append(f"'feasibility_margin' must be a number of at least 1, not {margin!r}")
+        least = raw.get("min_trials")
+        if least is not None:
+            if isinstance(least, int) and not isinstance(least, bool) and least >= 2:
+                values["min_trials"] = least
+            else:
+                problems.append(f"'min_trials' must be a whole number of at least 2, not {least!r}")
+        hang = raw.get("hang_timeout")
+        if hang is not None:
+            try:
+                values["hang_timeout"] = parse_duration(hang)
+            except ValueError as exc:
+                problems.append(f"'hang_timeout': {exc}")
+        return cls(**values), problems
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> SearchSettings:
+        """The settings a job file carries (`to_mapping`: the suite's own keys), validated again."""
+        return _valid(cls.parse(dict(raw or {})))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Only the fields that differ from the defaults."""
+        return _non_defaults(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What a search's key hashes: `to_mapping` under the names earlier versions hashed
+        (`hang_timeout_s`), so that their stores resume instead of running everything again."""
+        return {("hang_timeout_s" if k == "hang_timeout" else k): v for k, v in self.to_mapping().items()}
+
+
+#: The suite's `resources:` keys and their meaning.
+RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
+                 "memory": "host memory per search, e.g. 4GB"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each search asks for (the suite's `resources:`): CPUs and GPUs of a Ray cluster (fractional
+    GPUs pack several small searches on one), and host memory, which is also the memory guard of
+    the search's processes (`runner.Runner.memory_limit`). None: not set."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+    memory_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> tuple[Resources, list[str]]:
+        """Validate a `resources:` block; every problem is reported."""
+        from tunebench.budget import parse_size
+
+        if raw is None:
+            return cls(), []
+        if not isinstance(raw, Mapping):
+            return cls(), [f"'resources' must be a mapping with keys among: {', '.join(RESOURCE_KEYS)}"]
+        problems = [f"'resources': unknown key '{k}' (known: "
+                    + ", ".join(f"{n} = {what}" for n, what in RESOURCE_KEYS.items()) + ")"
+                    for k in raw if k not in RESOURCE_KEYS]
+        values: dict[str, Any] = {}
+        for key in ("cpus", "gpus"):
+            value = raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                problems.append(f"'resources': {key} must be a number of at least 0, not {value!r}")
+            else:
+                values[key] = float(value)
+        if raw.get("memory") is not None:
+            try:
+                values["memory_bytes"] = parse_size(raw["memory"])
+            except ValueError as exc:
+                problems.append(f"'resources': memory: {exc}")
+        return cls(**values), problems
+
+    def ray_options(self, *, default_gpus: float = 0.0) -> dict[str, Any]:
+        """Ray's `.options(...)` for one search's task: 1 CPU and `default_gpus` unless set."""
+        options: dict[str, Any] = {"num_cpus": 1.0 if self.cpus is None else self.cpus,
+                                   "num_gpus": default_gpus if self.gpus is None else self.gpus}
+        if self.memory_bytes:
+            options["memory"] = self.memory_bytes
+        return options
+
+
+_S = TypeVar("_S")
+
+
+def _valid(parsed: tuple[_S, list[str]]) -> _S:
+    """The settings `parse` built, or a ValueError listing every problem."""
+    settings, problems = parsed
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings
+
+
+def _non_defaults(settings: Any) -> dict[str, Any]:
+    """The fields of a settings object that differ from its class's defaults."""
+    default = type(settings)()
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+            if getattr(settings, f.name) != getattr(default, f.name)}
