@@ -7,10 +7,10 @@ import pytest
 from tunebench import DefaultHyperParameters, SearchContext, TrialRecord
 from tunebench.budget import Budget
 from tunebench.errors import BudgetExhausted, OptionsError
-from tunebench.plugins.strategies.grid import GridSearch
-from tunebench.plugins.strategies.keras_tuner_search import KTBayesian, KTHyperband, KTRandom
-from tunebench.plugins.strategies.optuna_search import OptunaCmaEs, OptunaRandom, OptunaTPE
-from tunebench.plugins.strategies.random_search import RandomSearch
+from tunebench_plugins.strategies.grid import GridSearch
+from tunebench_plugins.strategies.keras_tuner_search import KTBayesian, KTHyperband, KTRandom
+from tunebench_plugins.strategies.optuna_search import OptunaCmaEs, OptunaRandom, OptunaTPE
+from tunebench_plugins.strategies.random_search import RandomSearch
 
 
 class FakeContext(SearchContext):
@@ -123,3 +123,13 @@ def test_tpe_learns_from_what_it_is_told():
     late = [abs(p["x"] - 1) for p in found[-10:]]
     early = [abs(p["x"] - 1) for p in found[:5]]
     assert sum(late) / len(late) < sum(early) / len(early)
+
+
+def test_grid_without_a_grid_visits_the_spaces_own_grid_once_each_in_an_order_shuffled_by_the_seed():
+    found = proposals(GridSearch(points=3), 0, limit=100)
+    combos = [(p["x"], p["kind"]) for p in found]
+    assert sorted(combos) == sorted((x, k) for x in (-5.0, 0.0, 5.0) for k in ("a", "b"))  # 3 points x 2 choices
+    assert combos == [(p["x"], p["kind"]) for p in proposals(GridSearch(points=3), 0, limit=100)]
+    assert combos != [(p["x"], p["kind"]) for p in proposals(GridSearch(points=3), 1, limit=100)]
+    ordered = [(p["x"], p["kind"]) for p in proposals(GridSearch(points=3, shuffle=False), 0, limit=100)]
+    assert ordered == sorted(combos, key=lambda c: ((-5.0, 0.0, 5.0).index(c[0]), c[1]))
