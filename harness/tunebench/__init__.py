@@ -73,6 +73,7 @@ from tunebench.space import (
     optuna_distribution,
 )
 from tunebench.strategies import SearchContext, SearchStrategy, SelectionRule, TrialRecord
+from tunebench.tables import Curve, Table, budget_rule
 from tunebench.vocabulary import TrialStatus
 
 __all__ = [
@@ -89,6 +90,8 @@ __all__ = [
     "OptunaHyperParameters", "Param", "RandomHyperParameters", "SearchContext", "SearchStrategy", "SelectionRule",
     "TrialRecord", "TrialStatus",
     "as_keras_tuner", "optuna_distribution",
+    # tables: the simulated clock's sources
+    "Curve", "Table", "budget_rule",
     # options, budgets and errors
     "Budget", "BudgetExhausted", "DataError", "MissingDependencyError", "Option", "OptionsError", "TrialPruned",
     "TunebenchError", "allowed_overshoot", "parse_duration", "require",

@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("results_b", metavar="RESULTS_B", help="another results directory (or SQLAlchemy URL)")
     p.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
 
+    p = sub.add_parser("export-table", help="a recorded grid (a suite's runs) as a table the `replay` table "
+                                            "answers on the simulated clock")
+    results_args(p)
+    p.add_argument("--suite", required=True, help="the suite whose runs make the table")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="the table's folder (manifest.json, trials.jsonl.gz)")
+    p.add_argument("--name", help="the table's name (default: the suite's)")
+
     p = sub.add_parser("runs", help="the raw per-run rows")
     results_args(p)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -240,13 +247,16 @@ def _run(args: argparse.Namespace, warm: Any) -> int:
     searches = suite.searches()
     if not searches:
         raise TunebenchError("the --dataset / --model-family / --strategy filters leave no search to run")
-    print(f"suite '{suite.name}': {len(searches)} searches, budget {args.budget or _dur(suite.budget_s)} each, "
+    budget = args.budget or (_dur(suite.budget_s) if suite.budget_s is not None else "by the rule")
+    print(f"suite '{suite.name}': {len(searches)} searches, budget {budget} each, "
           f"results in {args.results}", file=sys.stderr)
     gpus = visible_gpus()
     runner = Runner(suite, store, args.results, workers=args.workers or 1, rerun_failed=args.rerun_failed,
                     verbose=args.verbose, plugins=plugins, gpus=gpus if args.workers is None else gpus[:args.workers],
                     trials_per_gpu=args.trials_per_gpu)
     runner.prewarm(warm)
+    planned = runner.plan()
+    simulated = [s for s in planned[0] if s.simulated]
     if args.executor == "ray":
         from tunebench.budget import parse_size
         from tunebench.cluster import RayExecutor
@@ -264,7 +274,8 @@ def _run(args: argparse.Namespace, warm: Any) -> int:
         resources = Resources(cpus=1.0 if cpus is None else float(cpus), gpus=float(gpus_each), memory_bytes=memory)
         outcomes = RayExecutor(runner, args.address, resources=resources, max_retries=args.max_retries).run()
     else:
-        outcomes = runner.run()
+        outcomes = runner.run(planned)
+    outcomes += _run_simulated(simulated, store, args)
     board = leaderboard.build(store, suite=suite.name)
     print(leaderboard.render(board, "table"))
     files = leaderboard.write_files(leaderboard.build(store), args.results)
@@ -279,16 +290,50 @@ def _run(args: argparse.Namespace, warm: Any) -> int:
     return 0
 
 
+def _run_simulated(searches: list[Any], store: Any, args: argparse.Namespace) -> list[Any]:
+    """The suite's searches on tables (the simulated clock), `--workers` processes at a time (default:
+    one per CPU core); a failed one gets a line, the rest a progress bar."""
+    if not searches:
+        return []
+    from tunebench.runner import Outcome
+    from tunebench.simulation import run_searches
+
+    workers = args.workers or os.cpu_count() or 1
+    print(f"{len(searches)} simulated search(es) on tables, {workers} process(es)", file=sys.stderr)
+    outcomes = []
+    for search, done in run_searches(searches, store.url, plugins=tuple(args.plugin), workers=workers):
+        if done.status != RunStatus.OK:
+            print(f"FAILED {search.title}: {done.note}", file=sys.stderr)
+        outcomes.append(Outcome(search, done.run_id, done.status, done.note, done.test_score))
+    return outcomes
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from tunebench.suite import load_suite
 
     suite = load_suite(args.suite, _catalog(args), budget=args.budget)
     searches = suite.searches()
-    print(f"suite '{suite.name}' is valid: {len(suite.datasets)} dataset(s) x {len(suite.model_families)} "
-          f"model famil{'y' if len(suite.model_families) == 1 else 'ies'} x {len(suite.strategies)} "
-          f"strateg{'y' if len(suite.strategies) == 1 else 'ies'} x {len(suite.seeds)} seed(s) = "
-          f"{len(searches)} searches of {_dur(suite.budget_s)} each")
+    real = [s for s in searches if not s.simulated]
+    parts = []
+    if real or not suite.table_tasks:
+        parts.append(f"{len(suite.datasets)} dataset(s) x {len(suite.model_families)} "
+                     f"model famil{'y' if len(suite.model_families) == 1 else 'ies'} x {len(suite.strategies)} "
+                     f"strateg{'y' if len(suite.strategies) == 1 else 'ies'} x {len(suite.seeds)} seed(s) = "
+                     f"{len(real)} searches of {_dur(suite.budget_s)} each")
+    if suite.table_tasks:
+        parts.append(f"{len(suite.table_tasks)} table task(s) x their strategies and seeds = "
+                     f"{len(searches) - len(real)} simulated searches, {_budget_of(suite)}")
+    print(f"suite '{suite.name}' is valid: " + "; ".join(parts))
     return 0
+
+
+def _budget_of(suite: Any) -> str:
+    """How a suite's simulated searches are budgeted, in words."""
+    if suite.budget_s is not None:
+        return f"{_dur(suite.budget_s)} of simulated time each"
+    budgets = sorted(b for *_, b in suite.table_tasks)
+    return (f"budgets by the rule ⌈20 + 40·√d⌉ full evaluations ({_dur(budgets[0])} to {_dur(budgets[-1])} "
+            f"of simulated time)")
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -369,6 +414,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"A = {args.results_a}\nB = {args.results_b}\n")
         print(tabulate(table, headers="keys", tablefmt="github" if args.format == "md" else "simple",
                        showindex=False, floatfmt=".4f", missingval="–"))
+    return 0
+
+
+def cmd_export_table(args: argparse.Namespace) -> int:
+    from tunebench.table_export import export_table
+
+    store = _open_existing(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give the table's folder")
+    command = "tunebench " + " ".join(sys.argv[1:]) if sys.argv and "export-table" in sys.argv else ""
+    try:
+        manifest = export_table(store, args.suite, out, name=args.name, command=command)
+    except OSError as exc:
+        raise UsageError(f"cannot write the table to {out}: {exc.strerror or exc}") from None
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"table '{manifest['name']}' written to {out}: {manifest['configurations']} configurations, "
+          f"{manifest['rows']} rows over seeds {manifest['seeds']}, {manifest['epochs']} epochs, {size:.2f} MB. "
+          f"Replay it with `tables: [{{replay: {{path: {out}}}}}]` in a suite.")
     return 0
 
 
@@ -507,12 +571,12 @@ def _shown(value: Any, kind: str) -> Any:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
             "trials": cmd_trials, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
-            "dashboard": cmd_dashboard}
+            "dashboard": cmd_dashboard, "export-table": cmd_export_table}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
-def _dur(seconds: float) -> str:
+def _dur(seconds: float | None) -> str:
     from tunebench.budget import format_duration
 
     return format_duration(seconds)

@@ -332,12 +332,26 @@ class TrialContext(SearchContext):
         except training.TrialStopped:  # the callback left fit at the deadline or on the guard's word
             pass
         trial.timings["train"] = time.monotonic() - tf
+        if self.search_options.record_test and callback.history:
+            self._record_test(trial)
         if (checkpoint and not callback.stopped and not callback.infeasible
                 and len(callback.history) == settings.epochs - settings.initial_epoch):
             tc = time.monotonic()  # complete: a later trial may continue it
             training.save_checkpoint(trial.model, self.checkpoint_path(trial.number), epoch=settings.epochs)
             trial.timings["checkpoint"] += time.monotonic() - tc
             trial.notes["checkpoint"] = True
+
+    def _record_test(self, trial: _Trial) -> None:
+        """Score the trial's final model on the test split (`record_test: true`, for a table of the
+        configurations): kept in the trial's notes, never in what the strategy gets back."""
+        from tunebench import training
+
+        assert trial.settings is not None
+        tt = time.monotonic()
+        metrics, _ = training.evaluate_once(trial.model, self._data.x_test, self._data.y_test,
+                                            trial.settings.batch_size)
+        trial.notes["test_score"] = metrics.get(self.objective[len("val_"):])
+        trial.timings["test_eval"] = time.monotonic() - tt
 
     def _save(self, trial: _Trial, epoch: int) -> None:
         """Write the trial's weights after `epoch` (before the epoch's record names them)."""
@@ -451,7 +465,7 @@ def history_of(store: Store, run_id: int, *, curves: bool = True) -> list[TrialR
     return [TrialRecord.from_row(r, by_trial.get(r["id"], ())) for r in rows]
 
 
-def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]:
+def drive(strategy: SearchStrategy, ctx: SearchContext, *, freeze: bool = True) -> tuple[str, str | None]:
     """Run the strategy's search (after the family default's trial, with `first_trial: defaults`);
     its stop reason (completed, budget, error), and an error if it broke.
 
@@ -459,9 +473,10 @@ def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]
     out of the garbage collector's sight for the search (`gc.freeze`): each trial ends with
     `clear_session`, which runs a full collection, and walking the frameworks' millions of objects
     was most of a small trial's fixed cost (0.29 s per trial under torch). Reference counting
-    still frees them; the search's end gives them back to the collector.
+    still frees them; the search's end gives them back to the collector. A search on the simulated
+    clock (`freeze=False`) makes no models to collect, and skips it.
     """
-    with out_of_collector_sight():
+    with out_of_collector_sight() if freeze else _nothing():
         try:
             ctx.run_default_first()
             strategy.search(ctx)
@@ -473,6 +488,11 @@ def drive(strategy: SearchStrategy, ctx: TrialContext) -> tuple[str, str | None]
             traceback.print_exc()
             return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
     return "completed", None
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 @contextmanager

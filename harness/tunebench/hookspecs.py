@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tunebench.models import ModelFamily
     from tunebench.registry import Registry
     from tunebench.strategies import SearchStrategy
+    from tunebench.tables import Table
 
 hookspec = pluggy.HookspecMarker("tunebench")
 
@@ -59,4 +60,14 @@ def tunebench_register_search_strategies(registry: Registry[SearchStrategy]) -> 
 
     Args:
         registry: call `registry.add(MyStrategy)` for each subclass of `tunebench.SearchStrategy`.
+    """
+
+
+@hookspec
+def tunebench_register_tables(registry: Registry[Table]) -> None:
+    """Add table classes: benchmark tables and surrogates that answer a configuration with its
+    learning curve, so that searches run on the simulated clock (a suite's `tables:`).
+
+    Args:
+        registry: call `registry.add(MyTable)` for each subclass of `tunebench.Table`.
     """

@@ -135,7 +135,7 @@ class SearchJob:
         return dataclasses.replace(self, lane=lane, spawn_lanes=False)
 
 
-def run_fields(search: Search, backend: str) -> dict[str, Any]:
+def run_fields(search: Search, backend: str | None) -> dict[str, Any]:
     """The run row of one attempt at `search`, as the runner and the in-process test helper create it
     (`Store.create_run(**run_fields(...), ...)`)."""
     return dict(search_key=search.key, suite=search.suite,

@@ -31,6 +31,7 @@ from tunebench.datasets import Dataset
 from tunebench.errors import DuplicateNameError, PluginError, UnknownPluginError
 from tunebench.models import ModelFamily
 from tunebench.strategies import SearchStrategy
+from tunebench.tables import Table
 
 PROJECT = "tunebench"
 ENTRY_POINT_GROUP = "tunebench"
@@ -164,6 +165,7 @@ class Catalog:
     datasets: Registry[Dataset]
     model_families: Registry[ModelFamily]
     strategies: Registry[SearchStrategy]
+    tables: Registry[Table] = field(default_factory=lambda: Registry[Table]("table", Table))
     #: Third-party plugins left out because they failed to load.
     broken: list[BrokenPlugin] = field(default_factory=list)
     #: Plugins not loaded because they were disabled (`TUNEBENCH_DISABLE_PLUGINS`, `--disable-plugin`).
@@ -176,13 +178,14 @@ class Catalog:
     inline: bool = False
 
     def all(self) -> list[PluginInfo[Any]]:
-        return [*self.datasets, *self.model_families, *self.strategies]
+        return [*self.datasets, *self.model_families, *self.strategies, *self.tables]
 
 
 #: The register hooks, and the catalog registry each one fills.
 REGISTER_HOOKS = {"tunebench_register_datasets": "datasets",
                   "tunebench_register_model_families": "model_families",
-                  "tunebench_register_search_strategies": "strategies"}
+                  "tunebench_register_search_strategies": "strategies",
+                  "tunebench_register_tables": "tables"}
 
 
 def _names(value: str | None) -> set[str]:

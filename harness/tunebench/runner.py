@@ -238,9 +238,12 @@ class Runner:
             self.store.release_claim(search.key, self.token)
 
     # -- running -------------------------------------------------------------------------------------
-    def run(self) -> list[Outcome]:
-        """Run every search that is not finished yet; returns one outcome per search of the suite."""
-        to_run, outcomes = self.plan()
+    def run(self, planned: tuple[list[Search], list[Outcome]] | None = None) -> list[Outcome]:
+        """Run every search that is not finished yet (or those `planned`: what `plan` gave); returns
+        one outcome per search. Searches on a table (`Search.simulated`) are not this runner's:
+        `tunebench.simulation.run_searches` runs them."""
+        to_run, outcomes = planned or self.plan()
+        to_run = [s for s in to_run if not s.simulated]
         for o in outcomes:
             self.progress.skipped(o)
         outcomes += self._loop(deque((i, s, None) for i, s in enumerate(to_run, 1)), len(to_run))

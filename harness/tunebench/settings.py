@@ -103,6 +103,10 @@ SEARCH_KEYS = {
     "feasibility_guard": "true or false: stop a trial early when its first epoch cannot end before the deadline",
     "feasibility_margin": "a number >= 1: the projected epoch time is multiplied by it before the comparison",
     "hang_timeout": "a duration: a trial with no training progress for this long is killed; the search goes on",
+    "sampler_time": "charged (default: a strategy's own computing advances the simulated clock, as a real run pays "
+                    "it) or apart (reported, not charged: a seed's simulated search is then exactly repeatable)",
+    "record_test": "true or false: also score every trial's final model on the test split, for a table of the "
+                   "configurations (`tunebench export-table`); strategies never see it",
     "min_trials": "a whole number >= 2: each trial (but the family default) may use at most the time left divided "
                   "by the scored trials still wanted, so that one long draw cannot take the rest of the search",
 }
@@ -126,6 +130,13 @@ class SearchSettings:
             (the baseline, which runs in full) may use at most the time left divided by the scored
             trials still wanted; a trial cut there keeps its completed epochs and its best epoch's
             score. None: no such cap.
+        sampler_time: on the simulated clock, `charged` adds a strategy's own computing time to the
+            clock as a real run pays it; `apart` only reports it (`runs.sampler_seconds`), so that
+            the same seed gives exactly the same search.
+        record_test: score every trial's final model on the test split too (`notes.test_score`,
+            not seen by strategies), so that the store can be exported as a table whose every
+            configuration has a test score (`tunebench export-table`). Off: only the selected
+            configuration is tested.
     """
 
     first_trial: Literal["defaults", "none"] = "defaults"
@@ -133,6 +144,8 @@ class SearchSettings:
     feasibility_margin: float = 1.0
     hang_timeout: float = 600.0
     min_trials: int | None = None
+    record_test: bool = False
+    sampler_time: Literal["charged", "apart"] = "charged"
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> tuple[SearchSettings, list[str]]:
@@ -160,6 +173,18 @@ class SearchSettings:
                 values["feasibility_margin"] = float(margin)
             else:
                 problems.append(f"'feasibility_margin' must be a number of at least 1, not {margin!r}")
+        sampler = raw.get("sampler_time")
+        if sampler is not None:
+            if sampler in ("charged", "apart"):
+                values["sampler_time"] = sampler
+            else:
+                problems.append(f"'sampler_time' must be charged or apart, not {sampler!r}")
+        record = raw.get("record_test")
+        if record is not None:
+            if isinstance(record, bool):
+                values["record_test"] = record
+            else:
+                problems.append(f"'record_test' must be true or false, not {record!r}")
         least = raw.get("min_trials")
         if least is not None:
             if isinstance(least, int) and not isinstance(least, bool) and least >= 2:

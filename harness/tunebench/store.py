@@ -87,6 +87,12 @@ runs = sa.Table(
     # A multi-objective search's rule for the configuration it tests, and its Pareto set (trial numbers).
     sa.Column("selection", sa.JSON),
     sa.Column("pareto", sa.JSON),
+    # A search on a table's task on the simulated clock: its times are simulated seconds from 0, and
+    # `table` holds the table's identity and version, the task and its known optimum.
+    sa.Column("simulated", sa.Boolean),
+    sa.Column("table", sa.JSON),
+    # The strategy's own computing (its sampler), in seconds, over the search.
+    sa.Column("sampler_seconds", sa.Float),
 )
 
 #: One row per search key being run or done by some runner: the lock that keeps two runners on one
@@ -452,6 +458,20 @@ class Store:
                                   .values(**_plain({"status": status, "error": error, "error_kind": error_kind,
                                                     "finished_at": finished_at or time.time()})))
             return int(result.rowcount or 0)
+
+    def record_simulated(self, run: Mapping[str, Any], trial_rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write a whole simulated search, its run row and every trial, in one transaction: a
+        simulated search is repeatable, so nothing of it is written before it ends. Returns the run id."""
+        now = time.time()
+        fields = _plain({**run, "simulated": True, "created_at": run.get("created_at", now),
+                         "completed_at": now, "heartbeat_at": now})
+        columns = {c.name for c in trials.columns}
+        with self.engine.begin() as conn:
+            run_id = _inserted_id(conn.execute(runs.insert().values(**fields)))
+            rows = [_plain({k: v for k, v in t.items() if k in columns}) | {"run_id": run_id} for t in trial_rows]
+            if rows:
+                conn.execute(trials.insert(), rows)
+        return run_id
 
     # -- claims: one runner per search ---------------------------------------------------------------
     def claim(self, search_key: str, token: str) -> bool:

@@ -172,6 +172,11 @@ class SearchContext(ABC):
         defaults (`ModelFamily.default_values`); the suite's pins still apply on top."""
         return {}
 
+    def run_default_first(self) -> TrialRecord | None:
+        """The harness's own first trial (`first_trial: defaults`), before the strategy's; None where
+        a context has none. Called by the harness, not by strategies."""
+        return None
+
     def discard_checkpoint(self, number: int) -> None:
         """Free trial `number`'s checkpoint early (no later trial will continue it)."""
         return None

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 
 BACKENDS = ("tensorflow", "jax", "torch")
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
-             "backend", "training", "resources", "model_families", "strategies", *SEARCH_KEYS}
+             "backend", "training", "resources", "model_families", "strategies", "tables", *SEARCH_KEYS}
+#: `budget: rule`: a search on a table gets ⌈20 + 40·√d⌉ full evaluations of its d-dimensional space.
+BUDGET_RULE = "rule"
+SEEDS_KEY = "seeds"  # per-strategy seeds
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
 #: Options added after results were first stored: left out of a search's identity while at these
@@ -62,6 +65,8 @@ class Entry:
     budget_s: float | None = None
     #: For a strategy: the model-family labels it is paired with (None: all).
     only: tuple[str, ...] | None = None
+    #: For a strategy: its own seeds, overriding the suite's.
+    seeds: tuple[int, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
         options = {k: v for k, v in self.options.items() if LATER_DEFAULTS.get(k, _UNSET) != v}
@@ -86,6 +91,8 @@ class Search:
     training: ExecutionSettings = field(default_factory=ExecutionSettings)
     #: The suite's search settings (first trial, feasibility guard, hang timeout, min_trials).
     options: SearchSettings = field(default_factory=SearchSettings)
+    #: A search on a table's task (the simulated clock): `dataset` is the task, `model_family` the table.
+    simulated: bool = False
 
     @property
     def key(self) -> str:
@@ -100,6 +107,8 @@ class Search:
             identity["training"] = self.training.to_mapping()
         if self.options.identity():
             identity["search_options"] = self.options.identity()
+        if self.simulated:
+            identity["simulated"] = True
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -118,7 +127,8 @@ class Search:
 class Suite:
     name: str
     path: str
-    budget_s: float
+    #: Each search's budget in seconds; None with `budget: rule` (each table task's own).
+    budget_s: float | None
     trial_budget_s: float | None
     max_epochs: int | None
     seeds: tuple[int, ...]
@@ -134,6 +144,10 @@ class Suite:
     options: SearchSettings = field(default_factory=SearchSettings)
     #: What each search asks for: a cluster's CPUs and GPUs, and its memory guard.
     resources: Resources = field(default_factory=Resources)
+    #: Tables the suite's strategies run against on the simulated clock (`tables:`), and each
+    #: selected task of each with its search budget: (table entry, task label, task, budget_s).
+    tables: tuple[Entry, ...] = ()
+    table_tasks: tuple[tuple[Entry, str, str, float], ...] = ()
 
     def families_for(self, strategy: Entry) -> list[Entry]:
         """The model families a strategy is paired with."""
@@ -152,16 +166,26 @@ class Suite:
         def keep(entries: tuple[Entry, ...], labels: list[str] | None) -> tuple[Entry, ...]:
             return entries if not labels else tuple(e for e in entries if e.label in labels)
 
+        tasks = tuple(t for t in self.table_tasks if (not model_families or t[0].label in model_families)
+                      and (not datasets or t[1] in datasets))
         return dataclasses.replace(self, datasets=keep(self.datasets, datasets),
                                    model_families=keep(self.model_families, model_families),
                                    implied_families=keep(self.implied_families, model_families),
-                                   strategies=keep(self.strategies, strategies))
+                                   strategies=keep(self.strategies, strategies), table_tasks=tasks)
 
     def searches(self) -> list[Search]:
-        return [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s, self.trial_budget_s, self.max_epochs,
-                       backend, self.training, self.options)
+        """Every search of the suite: each dataset x model family x strategy x backend x seed, then
+        each table task x strategy x seed (on the simulated clock)."""
+        real = [Search(self.name, d, m, s, seed, s.budget_s or self.budget_s or 0.0, self.trial_budget_s,
+                       self.max_epochs, backend, self.training, self.options)
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
-                for backend in (self.backends or (None,)) for seed in self.seeds]
+                for backend in (self.backends or (None,)) for seed in (s.seeds or self.seeds)]
+        simulated = [Search(self.name, Entry(task, {}, label), table, s, seed, s.budget_s or budget_s,
+                            self.trial_budget_s, self.max_epochs, None, self.training, self.options, simulated=True)
+                     for table, label, task, budget_s in self.table_tasks for s in self.strategies
+                     if s.requires is None and (s.only is None or table.label in s.only)
+                     for seed in (s.seeds or self.seeds)]
+        return real + simulated
 
 
 def load_suite(path: str | Path, catalog: Catalog, *, budget: str | None = None,
@@ -274,8 +298,10 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
         problems.append("'name' must be a non-empty string")
         suite_name = name
 
-    budget_s = _duration(budget if budget is not None else raw.get("budget"),
-                         "--budget" if budget is not None else "budget", problems, required=True)
+    by_rule = budget is None and raw.get("budget") == BUDGET_RULE
+    budget_s = None if by_rule else _duration(budget if budget is not None else raw.get("budget"),
+                                               "--budget" if budget is not None else "budget", problems,
+                                               required=True)
     trial_budget_s = _duration(raw.get("trial_budget"), "trial_budget", problems, required=False)
     max_epochs = raw.get("max_epochs")
     if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
@@ -291,9 +317,19 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
     resources, resource_problems = Resources.parse(raw.get("resources"))
     problems += resource_problems
 
-    datasets = _entries(raw, "datasets", catalog.datasets, problems)
-    families = _entries(raw, "model_families", catalog.model_families, problems)
+    tables = _entries(raw, "tables", catalog.tables, problems, required=False)
+    real = not tables or raw.get("datasets") is not None or raw.get("model_families") is not None
+    datasets = _entries(raw, "datasets", catalog.datasets, problems, required=real)
+    families = _entries(raw, "model_families", catalog.model_families, problems, required=real)
     strategies = _entries(raw, "strategies", catalog.strategies, problems)
+    if by_rule and real:
+        problems.append("'budget: rule' (⌈20 + 40·√d⌉ full evaluations) is for tables only: give the datasets' "
+                        "searches a duration, or run the tables in a suite of their own")
+    table_tasks = _table_tasks(tables, budget_s, problems, check=check_resources)
+    for entry, _ in strategies:
+        if tables and entry.requires:
+            problems.append(f"strategy '{entry.label}' searches its own model family ('{entry.requires}'), so it "
+                            f"cannot run on a table; pair it with datasets only, or leave it out")
     implied: list[tuple[Entry, Any]] = []
     for entry, _ in strategies:
         if entry.requires and entry.requires not in {e.name for e, _ in families + implied}:
@@ -339,7 +375,7 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
         from tunebench.declared import pin_problems
 
         problems.extend(pin_problems(pinned, plugins=catalog.modules, in_child=not catalog.inline))
-    family_labels = {e.label for e, _ in families}
+    family_labels = {e.label for e, _ in families} | {e.label for e, _ in tables}
     for entry, _ in strategies:
         for label in entry.only or ():
             if label not in family_labels:
@@ -351,11 +387,35 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
                          f"{'s' if len(problems) > 1 else ''}):", problems)
     if budget is not None:  # --budget wins over every budget in the file, per-strategy ones included
         strategies = [(replace(e, budget_s=None), i) for e, i in strategies]
-    return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,  # type: ignore[arg-type]
+    return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
                  description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied),
-                 backends=backends, training=training, options=search_options, resources=resources)
+                 backends=backends, training=training, options=search_options, resources=resources,
+                 tables=tuple(e for e, _ in tables), table_tasks=tuple(table_tasks))
+
+
+def _table_tasks(tables: list[tuple[Entry, Any]], budget_s: float | None, problems: list[str], *,
+                 check: bool) -> list[tuple[Entry, str, str, float]]:
+    """Each selected task of each table, labelled `<table label>/<task>`, with its search budget:
+    the suite's, or by `budget: rule` ⌈20 + 40·√d⌉ times the table's typical full evaluation."""
+    from tunebench.tables import budget_rule
+
+    found: list[tuple[Entry, str, str, float]] = []
+    for entry, table in tables:
+        missing = table.check() if check else []
+        problems.extend(f"table '{entry.label}': {p}" for p in missing)
+        if missing:
+            continue
+        for task in table.selected_tasks():
+            try:
+                seconds = budget_s if budget_s is not None else (
+                    budget_rule(table.dimension(task)) * table.full_evaluation_s(task))
+            except Exception as exc:  # a table that cannot size its budget, or cannot read its data
+                problems.append(f"table '{entry.label}', task '{task}': {exc}")
+                continue
+            found.append((entry, f"{entry.label}/{task}", task, float(seconds)))
+    return found
 
 
 def _backends(value: Any, problems: list[str]) -> tuple[str, ...]:
@@ -419,11 +479,14 @@ def _seeds(value: Any, problems: list[str]) -> list[int]:
 
 
 def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
-             problems: list[str]) -> list[tuple[Entry, Any]]:
+             problems: list[str], *, required: bool = True) -> list[tuple[Entry, Any]]:
     """Parse one plugin list; returns (entry, instance) for each valid one."""
     items = raw.get(section)
     if items is None:
-        problems.append(f"'{section}' is required: a list of {registry.kind} names")
+        if required:
+            problems.append(f"'{section}' is required: a list of {registry.kind} names"
+                            + (" (or give `tables:` for searches on the simulated clock)"
+                               if section in ("datasets", "model_families") else ""))
         return []
     if isinstance(items, (str, dict)):
         items = [items]
@@ -440,8 +503,14 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
             continue
         options = dict(options)
         label = options.pop(LABEL_KEY, name)
-        entry_budget, only = None, None
+        entry_budget, only, entry_seeds = None, None, None
         if section == "strategies":
+            if SEEDS_KEY in options:
+                seed_problems: list[str] = []
+                entry_seeds = tuple(_seeds(options.pop(SEEDS_KEY), seed_problems)) or None
+                problems.extend(f"{where} '{label}': {p}" for p in seed_problems)
+                if seed_problems:
+                    continue
             if BUDGET_KEY in options:
                 try:
                     entry_budget = parse_duration(options.pop(BUDGET_KEY))
@@ -470,7 +539,8 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
             problems.extend(f"{where} '{label}': {p}" for p in exc.problems)
             continue
         entry = Entry(name=name, options=dict(instance.options), label=label,
-                      requires=getattr(type(instance), "model_family", None), budget_s=entry_budget, only=only)
+                      requires=getattr(type(instance), "model_family", None), budget_s=entry_budget, only=only,
+                      seeds=entry_seeds)
         identity = json.dumps(entry.identity(), sort_keys=True, default=str)
         if identity in identities:
             problems.append(f"{where} '{label}' repeats {section}[{identities[identity]}] with the same options")

@@ -19,12 +19,14 @@ import time
 from typing import Any
 
 from tunebench import (
+    Curve,
     DataSpec,
     HyperParameters,
     ModelFamily,
     Option,
     Registry,
     Splits,
+    Table,
     TrialSettings,
     hookimpl,
     output_layer,
@@ -119,3 +121,67 @@ class Scripted(ModelFamily):
 @hookimpl
 def tunebench_register_model_families(registry: Registry[ModelFamily]) -> None:
     registry.add(Scripted)
+
+
+class ScriptedTable(Table):
+    """Test double: a synthetic table (a smooth bowl over three hyperparameters) whose curves,
+    times and failures are known in closed form, for testing strategies on the simulated clock."""
+
+    name = "scripted_table"
+    options_schema = {
+        "epochs": Option(int, 5, "the table's epochs (its highest fidelity)", minimum=1),
+        "epoch_s": Option(float, 10.0, "seconds of one epoch at x = 0 (x adds 10 % per unit)", minimum=0.0),
+        "startup_s": Option(float, 2.0, "seconds before each trial's first epoch", minimum=0.0),
+        "nan": Option(list, [], "values of x whose loss goes NaN in their third epoch"),
+        "fail": Option(list, [], "values of x whose trial fails in its first epoch"),
+    }
+
+    def tasks(self) -> list[str]:
+        return ["bowl", "ridge"]
+
+    def declare(self, hp: HyperParameters, task: str) -> None:
+        hp.Int("x", 0, 9, default=3)
+        hp.Float("lr", 1e-3, 1e-1, log=True, default=0.01)
+        hp.Choice("kind", ["a", "b"], default="a")
+
+    def default(self, task: str) -> dict[str, Any]:
+        return {"x": 3, "lr": 0.01, "kind": "a"}
+
+    def max_epochs(self, task: str) -> int:
+        return int(self.options["epochs"])
+
+    def quality(self, task: str, config: Any) -> float:
+        """The score a configuration tends to: 1 at x = 6, lr = 0.01, kind b ('bowl'; 'ridge' is flatter)."""
+        import math
+
+        width = 9.0 if task == "bowl" else 18.0
+        q = 0.95 - 0.5 * ((config["x"] - 6) / width) ** 2 - 0.1 * (math.log10(config["lr"]) + 2) ** 2
+        return float(max(0.05, q + (0.05 if config["kind"] == "b" else 0.0)))
+
+    def curve(self, task: str, config: Any, seed: int) -> Curve:
+        import math
+
+        q = self.quality(task, config)
+        epochs = self.max_epochs(task)
+        scores = tuple(q * (1 - math.exp(-(e + 1) / 2)) for e in range(epochs))
+        cost = self.options["epoch_s"] * (1 + config["x"] / 10)
+        failed_at, status = None, "ok"
+        if config["x"] in self.options["fail"]:
+            failed_at, status = 0, "failed"
+        elif config["x"] in self.options["nan"]:
+            failed_at, status = 2, "nan"
+        return Curve(scores, (cost,) * epochs, startup_s=self.options["startup_s"], test=scores[-1] - 0.01,
+                     status=status, failed_at=failed_at, error="scripted failure" if status == "failed" else None)
+
+    def full_evaluation_s(self, task: str) -> float:
+        return float(self.options["startup_s"] + self.options["epoch_s"] * 1.45 * self.max_epochs(task))
+
+    def optimum(self, task: str) -> float:
+        import math
+
+        return self.quality(task, {"x": 6, "lr": 0.01, "kind": "b"}) * (1 - math.exp(-self.max_epochs(task) / 2))
+
+
+@hookimpl
+def tunebench_register_tables(registry: Registry[Table]) -> None:
+    registry.add(ScriptedTable)

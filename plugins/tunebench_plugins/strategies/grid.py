@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class GridSearch(SearchStrategy):
         if problems:
             raise OptionsError("grid options are not valid:", problems)
 
-    def axes(self, ctx) -> dict[str, list]:
+    def axes(self, ctx) -> dict[str, list[Any]]:
         """The values of each hyperparameter the grid varies."""
         if self.options["grid"] is not None:
             return {k: list(v) for k, v in self.options["grid"].items()}
@@ -83,7 +83,7 @@ def _indices(total, rng):
     elif total <= 1_000_000:
         yield from (int(i) for i in rng.permutation(total))
     else:
-        seen = set()
+        seen: set[int] = set()
         while len(seen) < total:
             i = int(rng.integers(total))
             if i not in seen:

@@ -1,0 +1,563 @@
+"""The simulated clock: a search driven against a table (`tunebench.tables.Table`) instead of training.
+
+`SimulatedContext` is a `SearchContext` whose `run_trial` asks the table for the configuration's
+learning curve and advances the search's clock by what the table recorded (the start-up, then each
+epoch's training and validation), not by wall time. Everything keeps its meaning on that clock: the
+deadline cuts a trial at the last epoch that fits (`timeout`, its epochs kept), the feasibility
+guard turns away a first epoch that cannot end in time, `min_trials` caps a trial at its share,
+`first_trial: defaults` runs the table's default configuration, a continued trial pays only its
+new epochs, and what the table recorded as NaN or failed comes back so. The strategy's own
+computing (a sampler's fit) is measured and charged to the clock as a real run pays it, or reported
+apart (`sampler_time: apart`), which makes a seed's search exactly repeatable.
+
+With `parallel_trials: N`, N simulated lanes run the search asynchronously, each with its own copy
+of the strategy as real lanes have: an event queue orders their trials' epochs by simulated time
+(each lane is a thread, and exactly one runs at a time, the one whose next event is soonest), so
+ASHA and the Optuna strategies see each other's trials as they would with N real workers.
+
+A simulated search runs in the process that asks for it, with no worker process, no Keras and no
+kill: `simulate` returns the run's fields and its trial rows, and `run_simulated` writes them to the
+store in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunebench.errors import BudgetExhausted, TrialPruned
+from tunebench.space import DefaultHyperParameters, FixedHyperParameters, HyperParameters, Param
+from tunebench.strategies import EpochReport, SearchContext, TrialRecord
+from tunebench.vocabulary import FailureKind, TrialStatus
+
+if TYPE_CHECKING:
+    from tunebench.settings import SearchSettings
+    from tunebench.tables import Curve, Table
+
+
+#: What an infeasible draw costs on the simulated clock besides its start-up: the share of its first
+#: epoch the feasibility guard watches before it projects the rest (on real CPU runs, turning a draw
+#: away cost 0.2-2 s against first epochs of 5-30 s).
+GUARD_SHARE = 0.05
+
+
+class SimulatedBudget:
+    """A search's budget on the simulated clock (the interface of `budget.Budget`): it starts at 0."""
+
+    def __init__(self, seconds: float, clock: _Clock, trial_seconds: float | None = None) -> None:
+        self.seconds, self.trial_seconds, self._clock = seconds, trial_seconds, clock
+        self.started = 0.0
+
+    @property
+    def deadline(self) -> float:
+        return self.seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - self._clock.now)
+
+    def elapsed(self) -> float:
+        return self._clock.now
+
+    @property
+    def expired(self) -> bool:
+        return self._clock.now >= self.deadline
+
+    def trial_deadline(self, trial_started: float) -> float:
+        if self.trial_seconds is None:
+            return self.deadline
+        return min(self.deadline, trial_started + self.trial_seconds)
+
+
+class _Clock:
+    """The simulated time, and with several lanes the order in which they run: a lane that waits for
+    time `t` blocks until every event before `t` (another lane's epoch, say) has happened."""
+
+    def __init__(self, lanes: int) -> None:
+        self.now = 0.0
+        self.lanes = lanes
+        self._cond = threading.Condition()
+        self._waiting: dict[int, float] = {}
+        self._running: int | None = None
+        self._done: set[int] = set()
+
+    def advance_to(self, lane: int, when: float) -> None:
+        """Let simulated time run to `when` for `lane` (now, if it is past)."""
+        when = max(when, self.now)
+        if self.lanes == 1:
+            self.now = when
+            return
+        with self._cond:
+            self._waiting[lane] = when
+            self._pass_baton()
+            while self._running != lane:
+                self._cond.wait()
+
+    def start(self, lane: int) -> None:
+        """A lane's thread begins: it waits for its turn at time 0."""
+        if self.lanes > 1:
+            self.advance_to(lane, 0.0)
+
+    def finish(self, lane: int) -> None:
+        """A lane's strategy has returned (or raised): the others go on without it."""
+        if self.lanes == 1:
+            return
+        with self._cond:
+            self._done.add(lane)
+            self._waiting.pop(lane, None)
+            self._pass_baton()
+
+    def _pass_baton(self) -> None:
+        """Run the lane whose next event is soonest (the lowest lane first at a tie), once every lane
+        that has not finished is waiting: then nothing before that event can happen any more."""
+        if len(self._waiting) + len(self._done) < self.lanes:
+            return  # a lane has not reached the clock yet (its thread is starting)
+        if not self._waiting:
+            self._running = None
+            self._cond.notify_all()
+            return
+        lane = min(self._waiting, key=lambda k: (self._waiting[k], k))
+        self.now = max(self.now, self._waiting.pop(lane))
+        self._running = lane
+        self._cond.notify_all()
+
+
+@dataclass
+class _Shared:
+    """What the lanes of one simulated search share: the clock, numbers, trials, claims, checkpoints."""
+
+    table: Table
+    task: str
+    seed: int
+    settings: SearchSettings
+    clock: _Clock
+    budget: SimulatedBudget
+    max_epochs: int
+    charge_sampler: bool
+    next_number: int = 0
+    default_trial: int | None = None
+    records: dict[int, TrialRecord] = field(default_factory=dict)
+    running: dict[int, TrialRecord] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    claims: set[str] = field(default_factory=set)
+    checkpoints: dict[int, int] = field(default_factory=dict)  # trial number -> the epoch it reached
+    curves: dict[tuple[Any, ...], Curve] = field(default_factory=dict)
+    best: TrialRecord | None = None
+    sampler_s: float = 0.0
+    table_s: float = 0.0
+
+    def take_number(self) -> int:
+        number, self.next_number = self.next_number, self.next_number + 1
+        return number
+
+    def curve(self, config: Mapping[str, Any], seed: int) -> Curve:
+        key = (tuple(sorted((k, repr(v)) for k, v in config.items())), seed)
+        hit = self.curves.get(key)
+        if hit is None:
+            started = time.perf_counter()
+            hit = self.curves[key] = self.table.curve(self.task, config, seed)
+            self.table_s += time.perf_counter() - started
+        return hit
+
+
+class SimulatedContext(SearchContext):
+    """One lane of a search on the simulated clock (see the module's docstring)."""
+
+    def __init__(self, shared: _Shared, *, lane: int = 0, lanes: int = 1, run_id: int = 0,
+                 workdir: Path | None = None, search_key: str = "") -> None:
+        from tunebench.datasets import DataSpec
+
+        self._s = shared
+        self.seed = shared.seed
+        self.budget = shared.budget  # type: ignore[assignment]
+        self.spec = DataSpec((1, 1, 1), (shared.task,))
+        self.objective = shared.table.objective
+        self.max_epochs = shared.max_epochs
+        self.workdir = workdir or Path(tempfile.gettempdir())
+        self.search_key = search_key or f"simulated-{run_id}"
+        self.lane, self.lanes, self.run_id = lane, lanes, run_id
+        self.shared_store_url = None
+        self.pins = shared.table.pins
+        self.default_trial = shared.default_trial
+        self.first_number = 0 if shared.default_trial is None else shared.default_trial + 1
+        self._trials: list[TrialRecord] = []
+        self._returned_at: float | None = None
+        self._sampler_pending = 0.0
+        self._least_start: float | None = None
+
+    # -- what a strategy reads ------------------------------------------------------------------------
+    @property
+    def trials(self) -> tuple[TrialRecord, ...]:
+        return tuple(self._trials)
+
+    def search_trials(self, *, curves: bool = True) -> tuple[TrialRecord, ...]:
+        s = self._s
+        if self.lanes == 1:
+            return self.trials
+        merged = {**s.records, **s.running}
+        return tuple(merged[n] for n in sorted(merged))
+
+    def space(self, hp: HyperParameters | None = None) -> dict[str, Param]:
+        hp = (hp or DefaultHyperParameters()).pin(self.pins)
+        self._s.table.declare(hp, self._s.task)
+        return hp.params
+
+    def default_values(self) -> dict[str, Any]:
+        return dict(self._s.table.default(self._s.task) or {})
+
+    def claim(self, name: str) -> bool:
+        if name in self._s.claims:
+            return False
+        self._s.claims.add(name)
+        return True
+
+    def discard_checkpoint(self, number: int) -> None:
+        self._s.checkpoints.pop(number, None)
+
+    def next_number(self) -> int:
+        self._enter()
+        return self._s.take_number()
+
+    # -- the clock ------------------------------------------------------------------------------------
+    def _enter(self) -> None:
+        """The strategy asks for a trial: charge what it computed since the last one (its sampler),
+        then `BudgetExhausted` when no trial can start any more."""
+        if self._returned_at is not None:
+            spent = time.perf_counter() - self._returned_at
+            self._returned_at = None
+            self._sampler_pending += spent
+            self._s.sampler_s += spent
+            if self._s.charge_sampler:
+                self._s.clock.advance_to(self.lane, self._s.clock.now + spent)
+        left = self._s.budget.remaining()
+        if left <= 0 or (self._least_start is not None and left < self._least_start):
+            raise BudgetExhausted()
+
+    def _wait(self, when: float) -> None:
+        self._s.clock.advance_to(self.lane, when)
+
+    def _fair_share(self, now: float, *, default: bool) -> float | None:
+        wanted = self._s.settings.min_trials
+        if wanted is None or default:
+            return None
+        left = wanted - sum(1 for t in self._trials if t.score is not None)
+        if left <= 1:
+            return None
+        return now + self._s.budget.remaining() / left
+
+    def run_default_first(self) -> TrialRecord | None:
+        number = self._s.default_trial
+        if number is None or self.lane != 0:
+            return None
+        return self.run_trial(FixedHyperParameters(self.default_values()), number=number)
+
+    # -- one trial ------------------------------------------------------------------------------------
+    def run_trial(self, hp: HyperParameters, *, epochs: int | None = None,
+                  report: EpochReport | None = None, number: int | None = None,
+                  latency: bool = False, resume_from: int | None = None,
+                  checkpoint: bool = False) -> TrialRecord:
+        s = self._s
+        self._enter()
+        if number is None:
+            number = s.take_number()
+        clock, budget = s.clock, s.budget
+        start = clock.now
+        default = number == s.default_trial
+        deadline = budget.trial_deadline(start)
+        share = self._fair_share(start, default=default)
+        notes: dict[str, Any] = {}
+        if share is not None and share < deadline:
+            deadline = share
+            notes["min_trials_cap_s"] = round(share - start, 2)
+        if default:
+            notes["family_default"] = True
+        hp.pin(self.pins)
+        s.table.declare(hp, s.task)
+        config = hp.values
+        trial_seed = (s.seed * 100_003 + number) % (2**31 - 1)
+        target = s.max_epochs if default or epochs is None else max(1, min(int(epochs), s.max_epochs))
+        initial = 0
+        if resume_from is not None:
+            reached = s.checkpoints.get(resume_from)
+            if reached is None:
+                notes["resume_skipped"] = f"trial {resume_from} left no checkpoint: trained from scratch"
+            else:
+                initial = min(reached, target)
+                notes.update(resumed_from=resume_from, initial_epoch=initial)
+        curve = s.curve(config, trial_seed)
+        running = TrialRecord(number, TrialStatus.RUNNING, config, None, epoch_budget=target,
+                              resumed_from=notes.get("resumed_from"), initial_epoch=initial)
+        s.running[number] = running
+
+        status: str = TrialStatus.OK
+        error: str | None = None
+        kind: str | None = None
+        history: list[dict[str, float]] = []
+        best_score: float | None = None
+        best_epoch: int | None = None
+        guard = s.settings.feasibility_guard
+        margin = s.settings.feasibility_margin
+        t = start + curve.startup_s
+        broken = curve.failed_at is not None and curve.failed_at <= initial
+        first = initial if initial < curve.epochs and not broken else None
+        if first is not None and t > deadline:
+            status, kind, t = TrialStatus.TIMEOUT, FailureKind.DEADLINE, deadline
+        elif first is not None and guard and t + curve.epoch_s[first] * margin > deadline:
+            # the guard judges a first epoch from its first steps: that much of it is spent
+            t = min(t + GUARD_SHARE * curve.epoch_s[first], deadline)
+            status, kind = TrialStatus.TIMEOUT, FailureKind.INFEASIBLE
+            error = (f"projected {curve.epoch_s[first]:.0f} s for its first epoch and validation, "
+                     f"{max(0.0, deadline - t):.0f} s were left (feasibility guard, margin {margin:g})")
+            notes["feasibility"] = {"first_epoch_s": round(curve.epoch_s[first], 2),
+                                    "left_s": round(deadline - t, 2), "margin": margin, "stopped": True}
+        else:
+            self._least_start = min(self._least_start or math.inf, curve.startup_s)
+            try:
+                for epoch in range(initial, min(target, max(curve.epochs, initial + 1))):
+                    cost = curve.epoch_s[epoch] if epoch < curve.epochs else 0.0
+                    if t + cost > deadline:
+                        status, kind = TrialStatus.TIMEOUT, FailureKind.DEADLINE
+                        # the guard does not start an epoch that cannot end; without it, the epoch
+                        # runs until the deadline stops it and is thrown away
+                        t = t if guard and history else deadline
+                        break
+                    t = min(t + cost, deadline)
+                    self._wait(t)
+                    if curve.failed_at is not None and epoch >= curve.failed_at:
+                        status = TrialStatus.NAN if curve.status == TrialStatus.NAN else TrialStatus.FAILED
+                        kind = FailureKind.NAN if status == TrialStatus.NAN else FailureKind.EXCEPTION
+                        error = curve.error or ("loss became NaN or infinite" if status == TrialStatus.NAN
+                                                else "the recorded trial failed")
+                        break
+                    if epoch >= curve.epochs:  # the table ends here (a continuation past its epochs)
+                        break
+                    score = curve.scores[epoch]
+                    metrics = {self.objective: score}
+                    history.append(metrics)
+                    if best_score is None or score > best_score:
+                        best_score, best_epoch = score, epoch
+                    if report is not None:
+                        report(epoch, metrics)
+            except TrialPruned:
+                status = TrialStatus.PRUNED
+        if history or status in (TrialStatus.NAN, TrialStatus.FAILED):
+            t = min(t + curve.finish_s, max(deadline, t))
+        t = max(t, start)
+        t_end = t + s.table.between_trials_s(s.task)
+        self._wait(t_end)
+        if checkpoint and status == TrialStatus.OK and initial + len(history) == target:
+            s.checkpoints[number] = target
+            notes["checkpoint"] = True
+        timings = {"startup": curve.startup_s if t > start else 0.0, "train": t - start - curve.startup_s,
+                   "sampler": round(self._sampler_pending, 6)}
+        self._sampler_pending = 0.0
+        row = {"number": number, "started_at": start, "finished_at": t_end, "status": status, "error": error,
+               "error_kind": kind, "params": config, "score": best_score, "best_epoch": best_epoch,
+               "epochs_done": len(history), "epoch_budget": target, "seed": trial_seed, "lane": self.lane,
+               "timings": timings, "notes": notes,
+               "metrics": history[-1] if history else None}
+        record = TrialRecord.from_row(row, history)
+        s.running.pop(number, None)
+        s.records[number] = record
+        notes["test_score"] = curve.test_at(best_epoch)  # for the record, never the strategy's
+        s.rows.append(row)
+        if record.selectable and (s.best is None or record.score > s.best.score):  # type: ignore[operator]
+            s.best = record
+        self._trials.append(record)
+        self._returned_at = time.perf_counter()
+        return record
+
+
+@dataclass
+class Simulated:
+    """The outcome of one simulated search: the run's fields and its trials' rows."""
+
+    run: dict[str, Any]
+    trials: list[dict[str, Any]]
+    stop_reason: str
+    error: str | None = None
+
+
+def simulate(table: Table, task: str, strategy_factory: Any, *, seed: int, budget_s: float,
+             settings: SearchSettings, trial_budget_s: float | None = None, max_epochs: int | None = None,
+             lanes: int = 1, charge_sampler: bool = True, run_id: int = 0, search_key: str = "") -> Simulated:
+    """Run one search of `strategy_factory()` (one strategy per lane) against `table`'s `task` on the
+    simulated clock. Nothing is written: the caller records the result (`record`)."""
+    from tunebench.context import drive
+
+    top = table.max_epochs(task)
+    clock = _Clock(max(1, lanes))
+    shared = _Shared(table, task, seed, settings, clock, SimulatedBudget(budget_s, clock, trial_budget_s),
+                     min(top, max_epochs) if max_epochs else top, charge_sampler)
+    if settings.first_trial == "defaults" and table.default(task) is not None:
+        shared.default_trial = shared.take_number()
+    outcome: dict[int, tuple[str, str | None]] = {}
+    wall = time.perf_counter()
+    with _scratch() as workdir:
+        def lane_main(lane: int) -> None:
+            ctx = SimulatedContext(shared, lane=lane, lanes=lanes, run_id=run_id, workdir=workdir / f"lane{lane}",
+                                   search_key=search_key)
+            clock.start(lane)
+            try:
+                outcome[lane] = drive(strategy_factory(), ctx, freeze=False)
+            finally:
+                clock.finish(lane)
+
+        if lanes == 1:
+            lane_main(0)
+        else:
+            threads = [threading.Thread(target=lane_main, args=(k,), daemon=True) for k in range(lanes)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    stop_reason, error = outcome.get(0, ("error", "lane 0 did not run"))
+    errors = [e for _, e in outcome.values() if e]
+    error = error or (errors[0] if errors else None)
+    if stop_reason == "completed" and shared.budget.expired:
+        stop_reason = "budget"
+    finished = max([r["finished_at"] for r in shared.rows], default=0.0)
+    best, default = shared.best, shared.records.get(shared.default_trial) if shared.default_trial is not None else None
+    rows = sorted(shared.rows, key=lambda r: r["number"])
+    by_number = {r["number"]: r for r in rows}
+    run: dict[str, Any] = {
+        "started_at": 0.0, "finished_at": min(finished, budget_s) if stop_reason == "budget" else finished,
+        "stop_reason": "error" if error else stop_reason, "error": error, "n_trials": len(rows),
+        "lanes": lanes, "objective": table.objective, "sampler_seconds": shared.sampler_s,
+        "cpu_seconds": time.perf_counter() - wall, "accelerator_seconds": 0.0,
+        "best_trial": best.number if best else None, "best_val": best.score if best else None,
+        "best_params": dict(best.params) if best else None,
+        "test_score": by_number[best.number]["notes"]["test_score"] if best else None,
+        "default_trial": shared.default_trial,
+        "default_val": default.score if default is not None else None,
+        "default_test_score": by_number[default.number]["notes"]["test_score"] if default is not None
+        and default.score is not None else None,
+        "table": {**table.identity(), "task": task, "optimum": table.optimum(task),
+                  "surrogate_seconds": round(shared.table_s, 4)},
+    }
+    return Simulated(run, rows, run["stop_reason"], error)
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """A scratch folder for a simulated search's strategy (KerasTuner writes its oracle there)."""
+    folder = Path(tempfile.mkdtemp(prefix="tunebench-sim-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+__all__ = ["Simulated", "SimulatedBudget", "SimulatedContext", "simulate"]
+
+
+# -- running a suite's simulated searches -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Done:
+    """What became of one simulated search."""
+
+    key: str
+    run_id: int
+    status: str
+    note: str
+    test_score: float | None
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(store_url: str, plugins: tuple[str, ...]) -> None:
+    """A process that runs simulated searches: the plugins and the store, once."""
+    from tunebench.registry import load_plugins
+    from tunebench.store import Store
+
+    _WORKER.clear()
+    _WORKER.update(catalog=load_plugins(plugins), store=Store(store_url), tables={})
+
+
+def _table_for(entry: Any) -> Table:
+    import json
+
+    key = json.dumps([entry.name, entry.options], sort_keys=True, default=str)
+    tables = _WORKER["tables"]
+    if key not in tables:
+        tables[key] = _WORKER["catalog"].tables.get(entry.name)(**entry.options)
+    table: Table = tables[key]
+    return table
+
+
+def run_one(search: Any) -> Done:
+    """Run one simulated search (a `suite.Search` with `simulated`) and record it in the worker's store."""
+    import socket
+
+    from tunebench import __version__
+    from tunebench.job import run_fields
+    from tunebench.vocabulary import RunStatus
+
+    catalog, store = _WORKER["catalog"], _WORKER["store"]
+    table = _table_for(search.model_family)
+    cls = catalog.strategies.get(search.strategy.name)
+    options = dict(search.strategy.options)
+    outcome = simulate(table, search.dataset.name, lambda: cls(**options), seed=search.seed,
+                       budget_s=search.budget_s, settings=search.options, trial_budget_s=search.trial_budget_s,
+                       max_epochs=search.max_epochs, lanes=search.lanes,
+                       charge_sampler=search.options.sampler_time == "charged", search_key=search.key)
+    run = {**run_fields(search, backend=None), **outcome.run, "host": socket.gethostname(), "executor": "simulated",
+           "attempt": 1, "versions": {"tunebench": __version__, "table": outcome.run["table"].get("version")},
+           "hardware": {"simulated": True}}
+    failed = outcome.error or run["best_trial"] is None
+    note = outcome.error or ("no trial finished with a validation score" if run["best_trial"] is None else "")
+    run["status"] = RunStatus.FAILED if failed else RunStatus.OK
+    run["error"] = note or None
+    run_id = store.record_simulated(run, outcome.trials)
+    return Done(search.key, run_id, run["status"], note, run.get("test_score"))
+
+
+def run_searches(searches: list[Any], store_url: str, *, plugins: tuple[str, ...] = (), workers: int = 1,
+                 out: Any = None) -> Iterator[tuple[Any, Done]]:
+    """Run simulated searches, `workers` processes at a time (each loads the plugins and tables
+    once), and yield each search with what became of it, as they end."""
+    import sys
+
+    if not searches:
+        return
+    out = out or sys.stderr
+    from tqdm import tqdm
+
+    tty = hasattr(out, "isatty") and out.isatty()
+    bar = tqdm(total=len(searches), desc="simulated searches", unit="search", file=out, disable=not tty,
+               smoothing=0.05)
+    step = max(1, len(searches) // 10)
+    try:
+        if workers <= 1:
+            _start_worker(store_url, plugins)
+            results: Iterator[Done] = (run_one(s) for s in searches)
+            for i, (search, done) in enumerate(zip(searches, results), 1):
+                bar.update()
+                if not tty and (i % step == 0 or i == len(searches)):
+                    out.write(f"simulated searches: {i}/{len(searches)}\n")
+                yield search, done
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_start_worker, initargs=(store_url, plugins)) as pool:
+                for i, (search, done) in enumerate(zip(searches, pool.map(run_one, searches, chunksize=4)), 1):
+                    bar.update()
+                    if not tty and (i % step == 0 or i == len(searches)):
+                        out.write(f"simulated searches: {i}/{len(searches)}\n")
+                    yield search, done
+    finally:
+        bar.close()
+        store = _WORKER.pop("store", None)
+        if store is not None:
+            store.close()
