@@ -17,12 +17,12 @@ score of its runs over seeds (latest run per search). From those:
 
 from __future__ import annotations
 
-import bisect
 import math
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tunebench import evidence
 from tunebench.vocabulary import RunStatus, TrialStatus
 
 if TYPE_CHECKING:
@@ -38,9 +38,13 @@ MISSING_POLICY = ("A strategy whose runs in a cell all failed is ranked last in 
 LIBRARIES = ("Friedman test: scipy.stats.friedmanchisquare (Wilcoxon signed-rank, scipy.stats.wilcoxon, for two "
              "strategies). Nemenyi post-hoc p-values and the critical-difference diagram: scikit-posthocs "
              "(posthoc_nemenyi_friedman, critical_difference_diagram). Critical difference: the studentised range "
-             "distribution, scipy.stats.studentized_range. Interquartile mean and its 95 % interval: "
-             "scipy.stats.trim_mean and scipy.stats.bootstrap (percentile, 2,000 resamples). Student's t intervals "
-             "on the leaderboard: scipy.stats.t.")
+             "distribution, scipy.stats.studentized_range. Pairwise tests: scipy.stats.wilcoxon, Holm-corrected by "
+             "statsmodels.stats.multitest.multipletests; the power note: statsmodels.stats.power.TTestPower. "
+             "Interquartile mean: scipy.stats.trim_mean, its 95 % interval a stratified percentile bootstrap "
+             "(2,000 resamples within each cell, rliable's method, written on NumPy because rliable does not "
+             "import beside pandas 3). Student's t intervals on the leaderboard: scipy.stats.t. Written here, as "
+             "no maintained library offers them as public functions: the rank groups (compact letter display), "
+             "normalised regret, performance profiles and speed-ups over random search.")
 
 
 def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
@@ -62,25 +66,41 @@ def nemenyi(ranks: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def interquartile_mean(runs: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
-    """Each strategy's interquartile mean (IQM) of test scores over all its runs (seeds x cells),
-    with a 95 % percentile bootstrap interval: the aggregate rliable recommends for few runs, robust
-    to an outlying seed where the mean is not."""
+    """Each strategy's interquartile mean (IQM) of test scores over all its runs (seeds x cells), with
+    a 95 % stratified bootstrap interval: the aggregate rliable recommends for few runs, robust to an
+    outlying seed where the mean is not. Runs are resampled within each cell (the strata), as
+    rliable's `get_interval_estimates` does; rliable itself does not import beside pandas 3 (its
+    dependency arch 7.2 fails), so the resampling is written here on NumPy, the trimmed mean is
+    SciPy's. Over several cells the scores are first normalised per cell (0 = the cell's worst run,
+    1 = its best), so that no cell's scale outweighs another's; `normalised` says so."""
     import numpy as np
     import pandas as pd
     from scipy import stats
 
     rows = []
     ok = runs[(runs["status"] == RunStatus.OK) & runs["test_score"].notna()] if not runs.empty else runs
+    cells = ["dataset_label", "model_label"]
+    several = ok.groupby(cells).ngroups > 1 if not ok.empty else False
+    if several:
+        span = ok.groupby(cells)["test_score"].agg(["min", "max"])
+        low_high = span.reindex(pd.MultiIndex.from_frame(ok[cells])).to_numpy()
+        width = np.where(low_high[:, 1] > low_high[:, 0], low_high[:, 1] - low_high[:, 0], 1.0)
+        ok = ok.assign(value=(ok["test_score"].to_numpy(dtype=float) - low_high[:, 0]) / width)
+    else:
+        ok = ok.assign(value=ok["test_score"].astype(float))
+    rng = np.random.default_rng(0)
     for strategy, group in ok.groupby("strategy_label"):
-        scores = group["test_score"].to_numpy(dtype=float)
+        scores = group["value"].to_numpy(dtype=float)
         iqm = float(stats.trim_mean(scores, 0.25))
         low = high = math.nan
         if len(scores) >= 3 and np.ptp(scores) > 0:
-            ci = stats.bootstrap((scores,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
-                                 n_resamples=resamples, method="percentile", random_state=0).confidence_interval
-            low, high = float(ci.low), float(ci.high)
-        rows.append({"strategy": strategy, "iqm": iqm, "low": low, "high": high, "runs": len(scores)})
-    return pd.DataFrame(rows, columns=["strategy", "iqm", "low", "high", "runs"]).set_index("strategy")
+            strata = [g["value"].to_numpy(dtype=float) for _, g in group.groupby(cells)]
+            draws = np.concatenate([s[rng.integers(0, len(s), size=(resamples, len(s)))] for s in strata], axis=1)
+            boot = stats.trim_mean(draws, 0.25, axis=1)
+            low, high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+        rows.append({"strategy": strategy, "iqm": iqm, "low": low, "high": high, "runs": len(scores),
+                     "normalised": several})
+    return pd.DataFrame(rows, columns=["strategy", "iqm", "low", "high", "runs", "normalised"]).set_index("strategy")
 
 
 @dataclass
@@ -106,6 +126,32 @@ class Comparison:
     #: What a row (a block of the Friedman test) is: "cells" (dataset x model family, each
     #: strategy's mean over seeds) or "seeds" (dataset x model family x seed, each run's own score).
     blocks: str = "cells"
+    #: Every pair of strategies tested over the complete blocks (Wilcoxon signed-rank, Holm-corrected),
+    #: and the rank groups that follow; after a Friedman test that finds no difference, no pair is
+    #: called significant (a post-hoc test is read only after its omnibus test).
+    pairwise: evidence.Pairwise | None = None
+    #: How many blocks would tell the first two strategies apart (`evidence.power_note`).
+    power: evidence.PowerNote | None = None
+
+    @property
+    def unit(self) -> str:
+        return "seeds" if self.blocks == "seeds" else "cells"
+
+    def claims(self) -> list[str]:
+        """What the ranking says, in sentences the tests support and no more (the report's and the
+        terminal's "what this says"), with the power note."""
+        ranked = self.complete_mean_rank if self.complete_mean_rank is not None else self.mean_rank
+        order = list(ranked.index)
+        lines = evidence.claims(order, self.pairwise, self.friedman, self.unit)
+        if self.power is not None:
+            lines.append(self.power.sentence(self.unit))
+        return lines
+
+    def rank_label(self, strategy: str) -> str:
+        """A strategy's place as the evidence allows: its rank group's span (`1–3`), not a bare rank."""
+        if self.pairwise is None or strategy not in self.pairwise.groups:
+            return "–"
+        return self.pairwise.rank_label(strategy)
 
     def test_sentence(self, alpha: str = "α", cd_unit: str = "") -> str | None:
         """The Friedman (or Wilcoxon) test in one sentence, for the report and the terminal; None
@@ -213,6 +259,16 @@ def _compare(runs: pd.DataFrame, keys: tuple[str, ...]) -> Comparison:
         comparison.complete_mean_rank = complete.mean().sort_values()
         comparison.critical_difference = nemenyi_cd(k, n)
         comparison.nemenyi = nemenyi(complete)
+        # pairwise on the scores themselves; a strategy that failed in a block scores below every other there
+        paired = scores[ran.all(axis=1)]
+        paired = paired.apply(lambda row: row.fillna(row.min() - 1.0 if row.notna().any() else 0.0), axis=1)
+        order = list(comparison.complete_mean_rank.index)
+        tests = evidence.pairwise(paired, order)
+        if p >= evidence.ALPHA:  # no omnibus difference: no pair is called different
+            tests.significant.loc[:, :] = False
+            tests.groups = evidence.letters(order, tests.significant)
+        comparison.pairwise = tests
+        comparison.power = evidence.power_note(paired, order[0], order[1], tests)
     else:
         notes.append(f"Too little data for a Friedman test: it needs at least 2 strategies and 3 complete "
                      f"{unit}s; this selection has {k} strateg{'y' if k == 1 else 'ies'} and {n} complete "
@@ -232,21 +288,47 @@ class Anytime:
     time_to_random: pd.Series  # strategy -> median seconds to reach random's final score (NaN: never)
 
 
+def run_curves(trials: pd.DataFrame) -> dict[int, tuple[Any, Any]]:
+    """Each run's best validation score so far: `(finish times, best-so-far scores)` as arrays, the
+    times in seconds since the run's clock started, from the trials that finished with a score. One
+    sort and one pass over the trials, however many runs (a simulated study has millions of trials)."""
+    import numpy as np
+
+    if trials.empty:
+        return {}
+    scored = trials[trials["score"].notna() & (trials["status"] != TrialStatus.RUNNING)
+                    & trials["finished_at"].notna()]
+    if scored.empty:
+        return {}
+    run_ids = scored["run_id"].to_numpy()
+    finished = scored["finished_at"].to_numpy(dtype=float)
+    score = scored["score"].to_numpy(dtype=float)
+    order = np.lexsort((finished, run_ids))
+    run_ids, finished, score = run_ids[order], finished[order], score[order]
+    cuts = np.flatnonzero(np.diff(run_ids)) + 1
+    curves = {}
+    for ids, times, values in zip(np.split(run_ids, cuts), np.split(finished, cuts), np.split(score, cuts)):
+        curves[int(ids[0])] = (times, np.maximum.accumulate(values))
+    return curves
+
+
+def curve_at(curve: tuple[Any, Any] | None, started: float, times: Any) -> Any:
+    """A run's best score so far at each of `times` (seconds since its start); NaN before its first."""
+    import numpy as np
+
+    times = np.asarray(times, dtype=float)
+    if curve is None:
+        return np.full(len(times), np.nan)
+    finish, best = curve
+    i = np.searchsorted(finish - started, times + 1e-9, side="right")
+    out = np.where(i > 0, best[np.maximum(i - 1, 0)], np.nan)
+    return out
+
+
 def best_so_far(run: dict[str, Any], trials: pd.DataFrame, times: list[float]) -> list[float]:
     """A run's best validation score among trials finished by each time (seconds since its start)."""
-    mine = trials[(trials["run_id"] == run["id"]) & trials["score"].notna()
-                  & (trials["status"] != TrialStatus.RUNNING)]
-    points = sorted((float(t - run["started_at"]), float(s)) for t, s in zip(mine["finished_at"], mine["score"]))
-    finish = [p[0] for p in points]
-    prefix, best = [], math.nan
-    for _, score in points:
-        best = score if math.isnan(best) else max(best, score)
-        prefix.append(best)
-    out = []
-    for when in times:  # any order
-        i = bisect.bisect_right(finish, when + 1e-9)
-        out.append(prefix[i - 1] if i else math.nan)
-    return out
+    mine = trials[trials["run_id"] == run["id"]]
+    return [float(v) for v in curve_at(run_curves(mine).get(int(run["id"])), float(run["started_at"]), times)]
 
 
 def _percentile(values: Any, pct: float) -> list[float]:
@@ -269,19 +351,20 @@ def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[
 
     results = []
     usable = runs[runs["started_at"].notna()] if not runs.empty else runs
+    curves = run_curves(trials)
     for (d, m), cell in usable.groupby(["dataset_label", "model_label"]):
         budget = float(cell["budget_s"].max())
         grid = [budget * i / (points - 1) for i in range(points)]
         marks = [budget * f for f in FRACTIONS]
-        curves, at, finals = {}, {}, {}
-        per_strategy: dict[str, list[list[float]]] = {}
+        medians, at, finals = {}, {}, {}
+        per_strategy: dict[str, Any] = {}
         for s, group in cell.groupby("strategy_label"):
-            series = [best_so_far(r, trials, grid + marks) for r in group.to_dict("records")]
+            series = np.array([curve_at(curves.get(int(r["id"])), float(r["started_at"]), grid + marks)
+                               for r in group.to_dict("records")], dtype=float)
             per_strategy[s] = series
-            values = np.array([row[:points] for row in series], dtype=float)
-            ends = np.array([row[points:] for row in series], dtype=float)
-            curves[s] = {q: _percentile(values, pct) if values.size else []
-                         for q, pct in (("median", 50), ("q25", 25), ("q75", 75))}
+            values, ends = series[:, :points], series[:, points:]
+            medians[s] = {q: _percentile(values, pct) if values.size else []
+                          for q, pct in (("median", 50), ("q25", 25), ("q75", 75))}
             at[s] = _percentile(ends, 50)
             finals[s] = at[s][-1]
         table = pd.DataFrame(at, index=[f"{int(f * 100)}%" for f in FRACTIONS]).T
@@ -289,11 +372,238 @@ def anytime(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 60) -> list[
         reach = {}
         for s, series in per_strategy.items():
             times = []
-            for row in series:
-                hit = next((t for t, v in zip(grid, row[:points]) if not math.isnan(v) and not math.isnan(target)
+            for row in series[:, :points]:
+                hit = next((t for t, v in zip(grid, row) if not math.isnan(v) and not math.isnan(target)
                             and v >= target - 1e-12), math.nan)
                 times.append(hit)
             reached = [t for t in times if not math.isnan(t)]
             reach[s] = float(np.median(reached)) if reached else math.nan
-        results.append(Anytime((d, m), budget, grid, curves, table, pd.Series(reach)))
+        results.append(Anytime((d, m), budget, grid, medians, table, pd.Series(reach)))
     return results
+
+
+# -- the benchmark standard: tests at several budget fractions, regret, profiles, speed-ups, costs -------
+
+#: The fractions of the budget at which strategies are ranked and tested (CD diagrams).
+CD_FRACTIONS = (0.25, 0.50, 1.00)
+#: The thresholds at which the performance profiles are tabled (regret above the best strategy's).
+PROFILE_TAUS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+@dataclass
+class RankTest:
+    """Strategies ranked over blocks (lower rank is better), with the Friedman test, Nemenyi's
+    critical difference and p-values, the pairwise Wilcoxon-Holm tests and the rank groups."""
+
+    mean_rank: pd.Series
+    blocks: int
+    unit: str
+    friedman: dict[str, Any] | None = None
+    critical_difference: float | None = None
+    nemenyi: pd.DataFrame | None = None
+    pairwise: evidence.Pairwise | None = None
+    power: evidence.PowerNote | None = None
+
+    def claims(self) -> list[str]:
+        lines = evidence.claims(list(self.mean_rank.index), self.pairwise, self.friedman, self.unit)
+        if self.power is not None:
+            lines.append(self.power.sentence(self.unit))
+        return lines
+
+
+def rank_test(values: pd.DataFrame, *, higher_is_better: bool, unit: str) -> RankTest | None:
+    """Rank the columns (strategies) of `values` over its complete rows (blocks) and test them;
+    None with fewer than 2 strategies or 3 complete blocks."""
+    from scipy import stats
+
+    complete = values.dropna()
+    k, n = complete.shape[1], len(complete)
+    if k < 2 or n < 3:
+        return None
+    better = complete if higher_is_better else -complete
+    ranks = better.rank(axis=1, ascending=False, method="average")
+    mean_rank = ranks.mean().sort_values()
+    test = RankTest(mean_rank, n, unit)
+    if not (ranks.nunique(axis=1) > 1).any():
+        return test
+    if k >= 3:
+        statistic, p = stats.friedmanchisquare(*[ranks[c].to_numpy() for c in ranks.columns])
+        name = "Friedman (scipy.stats.friedmanchisquare)"
+    else:
+        statistic, p = stats.wilcoxon(better.iloc[:, 0], better.iloc[:, 1], zero_method="zsplit")
+        name = "Wilcoxon signed-rank (scipy.stats.wilcoxon)"
+    test.friedman = {"statistic": float(statistic), "p_value": float(p), "strategies": k, "cells": n, "test": name}
+    test.critical_difference = nemenyi_cd(k, n)
+    test.nemenyi = nemenyi(ranks)
+    order = list(mean_rank.index)
+    tests = evidence.pairwise(better, order)
+    if p >= evidence.ALPHA:
+        tests.significant.loc[:, :] = False
+        tests.groups = evidence.letters(order, tests.significant)
+    test.pairwise = tests
+    test.power = evidence.power_note(better, order[0], order[1], tests)
+    return test
+
+
+@dataclass
+class Study:
+    """The anytime statistics of a comparison, as benchmark studies report them (HPOBench, YAHPO
+    Gym, CARP-S, rliable): normalised regret over the budget, ranks and tests at 25, 50 and 100 %
+    of it, performance profiles, and each strategy's speed-up over random search.
+
+    Regret is normalised per cell: 0 at the best validation score known (the table's optimum where
+    it has one, else the best any run of the cell reached) and 1 at the worst score any of the
+    cell's trials got; a run with no score yet has regret 1.
+    """
+
+    fractions: list[float]
+    regret: dict[str, dict[str, list[float]]]  # strategy -> median / q25 / q75 over cells, per fraction
+    at_fraction: pd.DataFrame  # strategy x CD fraction -> median over cells of each cell's median regret
+    tests: dict[float, RankTest | None]  # CD fraction -> ranks and tests over the blocks
+    profile: pd.DataFrame  # tau x strategy: share of cells within tau of the best strategy's regret
+    speedup: pd.DataFrame  # strategy -> median, q25, q75 over cells; cells reached / cells
+    cells: int
+    unit: str
+    optimum: str  # where the regret's zero comes from
+
+
+def anytime_study(runs: pd.DataFrame, trials: pd.DataFrame, points: int = 101) -> Study | None:
+    """The anytime statistics over every cell of `runs` (one kind: simulated or real, not mixed)."""
+    import numpy as np
+    import pandas as pd
+
+    usable = runs[runs["started_at"].notna()] if not runs.empty else runs
+    if usable.empty or trials.empty:
+        return None
+    fractions = [i / (points - 1) for i in range(points)]
+    curves = run_curves(trials)
+    scored = trials[trials["score"].notna()]
+    low_by_run = scored.groupby("run_id")["score"].min()
+    strategies = sorted(usable["strategy_label"].unique())
+    cell_regret: dict[tuple[Any, ...], dict[str, Any]] = {}  # cell -> strategy -> (seeds x fractions)
+    cell_best: dict[tuple[Any, ...], dict[str, Any]] = {}  # cell -> strategy -> median best-so-far per fraction
+    seed_regret: dict[tuple[Any, ...], dict[str, Any]] = {}  # (cell, seed) -> strategy -> regret per fraction
+    known = 0
+    for cell, group in usable.groupby(["dataset_label", "model_label"]):
+        ids = [int(i) for i in group["id"]]
+        bests = [float(curves[i][1][-1]) for i in ids if i in curves]
+        if not bests:
+            continue
+        optimum = _table_optimum(group)
+        known += optimum is not None
+        top = max([*bests, *([optimum] if optimum is not None else [])])
+        lows = [float(low_by_run[i]) for i in ids if i in low_by_run.index]
+        bottom = min(lows) if lows else min(bests)
+        span = top - bottom if top > bottom else 1.0
+        cell_regret[cell], cell_best[cell] = {}, {}
+        for s, runs_s in group.groupby("strategy_label"):
+            series = np.array([curve_at(curves.get(int(r["id"])), float(r["started_at"]),
+                                        [f * float(r["budget_s"]) for f in fractions])
+                               for r in runs_s.to_dict("records")], dtype=float)
+            regret = np.clip((top - np.nan_to_num(series, nan=bottom)) / span, 0.0, 1.0)
+            cell_regret[cell][s] = regret
+            cell_best[cell][s] = np.array(_percentile(series, 50))
+            for r, row in zip(runs_s.to_dict("records"), regret):
+                seed_regret.setdefault((*cell, r["seed"]), {})[s] = row
+    if not cell_regret:
+        return None
+    per_cell = {cell: {s: np.median(v, axis=0) for s, v in by.items()} for cell, by in cell_regret.items()}
+    regret_curves = {}
+    for s in strategies:
+        rows = np.array([by[s] for by in per_cell.values() if s in by])
+        if len(rows):
+            regret_curves[s] = {"median": list(np.median(rows, axis=0)), "q25": list(np.percentile(rows, 25, axis=0)),
+                                "q75": list(np.percentile(rows, 75, axis=0))}
+    marks = {f: int(round(f * (points - 1))) for f in CD_FRACTIONS}
+    at = pd.DataFrame({f"{int(f * 100)}%": {s: float(np.median([by[s][i] for by in per_cell.values() if s in by]))
+                                            for s in regret_curves} for f, i in marks.items()})
+    by_cells = len(per_cell) >= MIN_CELLS
+    blocks = per_cell if by_cells else seed_regret
+    unit = "cells" if by_cells else "seeds"
+    tests = {}
+    for f, i in marks.items():
+        values = pd.DataFrame({block: {s: float(v[i]) for s, v in by.items()} for block, by in blocks.items()}).T
+        tests[f] = rank_test(values.reindex(columns=strategies), higher_is_better=False, unit=unit)
+    finals = pd.DataFrame({cell: {s: float(v[-1]) for s, v in by.items()} for cell, by in per_cell.items()}).T
+    gaps = finals.sub(finals.min(axis=1), axis=0)
+    taus = [round(0.005 * i, 3) for i in range(201)]
+    profile = pd.DataFrame({s: [float((gaps[s].dropna() <= t + 1e-12).mean()) if gaps[s].notna().any()
+                                else math.nan for t in taus] for s in gaps.columns}, index=taus)
+    profile.index.name = "tau"
+    speed = _speedups(cell_best, fractions)
+    source = ("the table's optimum" if known == len(per_cell) else
+              "the best any run reached" if not known else "the table's optimum where known, else the best run")
+    return Study(fractions, regret_curves, at, tests, profile, speed, len(per_cell), unit, source)
+
+
+def _table_optimum(runs: pd.DataFrame) -> float | None:
+    """The cell's known optimum, from its simulated runs' table record."""
+    for table in runs.get("table", []):
+        if isinstance(table, dict) and table.get("optimum") is not None:
+            return float(table["optimum"])
+    return None
+
+
+def _speedups(cell_best: dict[tuple[Any, ...], dict[str, Any]], fractions: list[float]) -> pd.DataFrame:
+    """Per strategy, over cells: how much sooner it reached random search's final median score than
+    random search did (random's time over its time; 0 if it never did), median and quartiles."""
+    import numpy as np
+    import pandas as pd
+
+    found: dict[str, list[float]] = {}
+    for by in cell_best.values():
+        if RANDOM not in by:
+            continue
+        target = by[RANDOM][-1]
+        if math.isnan(target):
+            continue
+
+        base = _reach(by[RANDOM], target, fractions)
+        for s, curve in by.items():
+            t = _reach(curve, target, fractions)
+            found.setdefault(s, []).append(0.0 if math.isnan(t) else (base / t if t > 0 else math.inf))
+    rows = {}
+    for s, values in found.items():
+        v = np.array(values, dtype=float)
+        finite = np.where(np.isinf(v), np.nan, v)
+        rows[s] = {"speedup_median": float(np.nanmedian(finite)) if np.isfinite(finite).any() else math.nan,
+                   "speedup_q25": float(np.nanpercentile(finite, 25)) if np.isfinite(finite).any() else math.nan,
+                   "speedup_q75": float(np.nanpercentile(finite, 75)) if np.isfinite(finite).any() else math.nan,
+                   "reached": int((v > 0).sum()), "cells": len(v)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _reach(curve: Any, target: float, fractions: list[float]) -> float:
+    """The first fraction of the budget at which a median curve reaches `target` (NaN: never)."""
+    import numpy as np
+
+    hits = np.flatnonzero(np.nan_to_num(curve, nan=-np.inf) >= target - 1e-12)
+    return fractions[hits[0]] if len(hits) else math.nan
+
+
+def costs(runs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """What each strategy spent its budget on, real and simulated runs alike: its sampler's own
+    seconds per trial, and the shares of the budget that went to training (trials that trained), to
+    the sampler, and to draws the feasibility guard turned away."""
+    import numpy as np
+    import pandas as pd
+
+    if runs.empty or trials.empty:
+        return pd.DataFrame()
+    t = trials.merge(runs[["id", "strategy_label"]], left_on="run_id", right_on="id")
+    t["seconds"] = (t["finished_at"].astype(float) - t["started_at"].astype(float)).clip(lower=0)
+    turned = t["error_kind"] == "infeasible"
+    rows = {}
+    for s, group in t.groupby("strategy_label"):
+        budget = float(runs.loc[runs["strategy_label"] == s, "budget_s"].sum())
+        sampler = pd.to_numeric(group["sampler_s"], errors="coerce")
+        mine = turned.loc[group.index]
+        rows[s] = {"trials": len(group),
+                   "sampler_s_per_trial": float(sampler.mean()) if sampler.notna().any() else math.nan,
+                   "training_share": float(group.loc[~mine, "seconds"].sum()) / budget if budget else math.nan,
+                   "sampler_share": float(sampler.sum()) / budget if budget and sampler.notna().any() else math.nan,
+                   "turned_away_share": float(group.loc[mine, "seconds"].sum()) / budget if budget else math.nan,
+                   "turned_away": int(mine.sum())}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "strategy"
+    return frame.replace([np.inf, -np.inf], np.nan)

@@ -100,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pareto", action="store_true",
                    help="print each dataset's cost-accuracy fronts (training cost, inference latency, parameters)")
     p.add_argument("--strategies", action="store_true",
-                   help="print the strategy comparison: ranking, normalised scores, Friedman test, anytime tables")
+                   help="print the strategy comparison: rank groups, tests at 25/50/100 %% of the budget, regret, "
+                        "performance profiles, speed-ups over random search, costs")
+    p.add_argument("--mix", action="store_true",
+                   help="with --strategies: rank real and simulated runs together (by default each kind apart)")
     filter_args(p)
 
     p = sub.add_parser("report", help="write a self-contained HTML report (tables, plots) of a results store")
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="where to write it (default: DIR/report.html)")
     p.add_argument("--figures", metavar="DIR", help="also write each plot there as a PNG file "
                                                      "(e.g. critical-difference-diagram.png)")
+    p.add_argument("--mix", action="store_true", help="rank real and simulated runs together (by default apart)")
     filter_args(p)
 
     p = sub.add_parser("dashboard", help="a live view of a results store in optuna-dashboard (every search of "
@@ -301,9 +305,10 @@ def _run_simulated(searches: list[Any], store: Any, args: argparse.Namespace) ->
     workers = args.workers or os.cpu_count() or 1
     print(f"{len(searches)} simulated search(es) on tables, {workers} process(es)", file=sys.stderr)
     outcomes = []
-    for search, done in run_searches(searches, store.url, plugins=tuple(args.plugin), workers=workers):
+    log = Path(args.results) / "simulated.log"
+    for search, done in run_searches(searches, store.url, plugins=tuple(args.plugin), workers=workers, log=log):
         if done.status != RunStatus.OK:
-            print(f"FAILED {search.title}: {done.note}", file=sys.stderr)
+            print(f"FAILED {search.title}: {done.note} (see {log})", file=sys.stderr)
         outcomes.append(Outcome(search, done.run_id, done.status, done.note, done.test_score))
     return outcomes
 
@@ -353,7 +358,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.strategies:
         if args.format not in ("table", "md"):
             raise UsageError("--strategies prints tables: use --format table or md")
-        print(leaderboard.render_strategies(store, args.format, **filters))
+        print(leaderboard.render_strategies(store, args.format, mix=args.mix, **filters))
         return 0
     print(leaderboard.render(board, args.format), end="" if args.format in ("csv",) else "\n")
     if not any(filters.values()) and args.store is None:
@@ -372,7 +377,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {target} is a folder; give the report's file name, e.g. {target / 'report.html'}")
     store = _open_existing(args)
     try:
-        out = report.write(store, target, figures_dir=args.figures, **_filters(args))
+        out = report.write(store, target, figures_dir=args.figures, mix=args.mix, **_filters(args))
     except OSError as exc:
         raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
                          + ("" if args.out else "; choose where with --out FILE")

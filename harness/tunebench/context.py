@@ -118,6 +118,10 @@ class TrialContext(SearchContext):
         self._first_steps: list[float] = []  # seconds from `fit` to its first batch end (tracing), per trial
         #: The weights file this process keeps for each trial (the run's best, and the family default's).
         self._files: dict[int, Path] = {}
+        #: The strategy's own computing between trials (`timings.sampler`): when the context last
+        #: handed it a record or a number, and what it has computed since its last trial.
+        self._returned_at: float | None = None
+        self._sampler_s = 0.0
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
 
     @property
@@ -135,8 +139,17 @@ class TrialContext(SearchContext):
     def next_number(self) -> int:
         # a number handed out is a trial on record: never one that cannot start (with several
         # lanes a number reserved and then dropped at the deadline left a gap in the numbering)
+        self._strategy_time()
         self._ready_to_start()
-        return self.store.next_trial_number(self.job.run_id)
+        number = self.store.next_trial_number(self.job.run_id)
+        self._returned_at = time.monotonic()  # what the strategy computes before running it counts too
+        return number
+
+    def _strategy_time(self) -> None:
+        """Add what the strategy computed since the context last handed it something (its sampler)."""
+        if self._returned_at is not None:
+            self._sampler_s += time.monotonic() - self._returned_at
+            self._returned_at = None
 
     def _ready_to_start(self) -> None:
         """Free the last trial's model; `BudgetExhausted` when no trial can start any more."""
@@ -227,9 +240,11 @@ class TrialContext(SearchContext):
         """Reserve the trial's number and deadline, put it on record, and tell the runner it started."""
         from tunebench import training
 
+        self._strategy_time()
         self._ready_to_start()
         if number is None:
             number = self.next_number()
+            self._strategy_time()
         default = number == self.default_trial
         started_wall, t0 = time.time(), time.monotonic()
         deadline = self.budget.trial_deadline(t0)
@@ -241,6 +256,7 @@ class TrialContext(SearchContext):
                        started_wall=started_wall, t0=t0, deadline=deadline)
         if default:
             trial.notes["family_default"] = True
+        trial.timings["sampler"], self._sampler_s = round(self._sampler_s, 6), 0.0
         if resume_from is not None:
             if not self.family.continues:
                 trial.notes["resume_skipped"] = (f"model family '{self.family.name}' cannot continue a trial: "
@@ -422,12 +438,14 @@ class TrialContext(SearchContext):
                "best_epoch": callback.best_epoch if callback is not None else None, "epochs_done": len(history),
                "epoch_budget": trial.epoch_budget, "param_count": trial.param_count,
                "model_bytes": trial.model_size, "metrics": history[-1] if history else None,
-               "timings": trial.timings, "notes": trial.notes, "inference_ms": trial.latency_ms}
+               "timings": trial.timings, "notes": trial.notes, "inference_ms": trial.latency_ms,
+               "sampler_s": trial.timings.get("sampler")}
         self.store.finish_trial(trial.trial_id, **{k: v for k, v in row.items() if k not in ("number", "started_at")})
         record = TrialRecord.from_row(row, history)
         self._trials.append(record)
         self.events.send(EventKind.TRIAL, number=trial.number, lane=self.lane, status=trial.status, score=score,
                          best=self._best_score)
+        self._returned_at = time.monotonic()
         if trial.fatal is not None and not any(t.status == TrialStatus.OK for t in self._trials):
             raise FatalTrialError(str(trial.fatal))
         return record

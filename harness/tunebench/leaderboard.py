@@ -29,7 +29,11 @@ MIN_SEEDS_FOR_CI = 3
 #: How the leaderboard's columns are computed, printed beneath every table: the score and its
 #: interval always, the others only where their column is shown (`legend`).
 LEGEND_SCORE = (f"test score: mean ± sd over seeds (the configuration selected on validation, tested once per "
-                f"seed); with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n.")
+                f"seed); with fewer than {MIN_SEEDS_FOR_CI} seeds, the mean and n. rank: the places a row cannot "
+                f"be told apart from: its scores are paired by seed with every other row's (a Friedman test over "
+                f"the seeds all rows ran, then Wilcoxon signed-rank tests between rows, Holm-corrected, "
+                f"α = 0.05); rows sharing a group letter are not significantly different, and with fewer than "
+                f"3 seeds, or no difference found, every row spans every place.")
 LEGEND_CI = (f"95% CI: Student's t interval of the mean over seeds, from {MIN_SEEDS_FOR_CI} seeds, clipped to the "
              f"score's range [0, 1].")
 LEGEND_VS_DEFAULT = "vs default: the mean test score minus the family default's (the same seeds' first trial)."
@@ -54,7 +58,8 @@ def legend(board: pd.DataFrame) -> str:
 
 #: Numeric columns of a leaderboard, in order (the CSV/JSON export). `kind` is `search`, `baseline`
 #: (majority class, random guessing) or `family_default`.
-COLUMNS = ["dataset", "model_family", "strategy", "kind", "rank", "seeds", "runs", "runs_ok", "runs_failed",
+COLUMNS = ["dataset", "model_family", "strategy", "kind", "rank", "rank_range", "group", "seeds", "runs", "runs_ok",
+           "runs_failed",
            "runs_collapsed", "test_mean", "test_sd", "test_ci_low", "test_ci_high", "vs_default", "val_mean", "params",
            "inference_ms", "trials_ok", "trials_failed", "trials_timeout", "trials_pruned", "trials_nan", "failures",
            "time_to_best_s", "budget_used", "cpu_hours", "accelerator_hours", "cost_hours", "backend", "weights",
@@ -109,7 +114,8 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     runs = latest_runs(store, suite, dataset=dataset, model_family=model_family, strategy=strategy)
     if runs.empty:
         return pd.DataFrame(columns=COLUMNS)
-    trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
+    trials = store.trial_frame([int(i) for i in runs["id"]],
+                               ("run_id", "number", "status", "error_kind", "finished_at"))
     counts = (trials.groupby(["run_id", "status"]).size().unstack(fill_value=0)
               if not trials.empty else pd.DataFrame())
     rows = []
@@ -181,6 +187,7 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     board["rank"] = (board.groupby("dataset")["test_mean"].rank(ascending=False, method="min")
                      .astype("Int64"))
     board = board.sort_values(["dataset", "rank"], na_position="last")
+    board["rank_range"], board["group"] = _rank_groups(board, runs)
     for column, (cost, _) in FRONTS.items():
         board[column] = pareto_front(board, cost)
     defaults = family_default_rows(runs)
@@ -195,6 +202,49 @@ def build(store: Store, suite: str | None = None, *, dataset: str | None = None,
     for column in COUNT_COLUMNS:  # baseline rows have no counts: keep the others integers
         board[column] = board[column].astype("Int64")
     return board[COLUMNS].reset_index(drop=True)
+
+
+def _rank_groups(board: pd.DataFrame, runs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Each row's rank as the evidence allows and its rank group, per dataset: the rows' test scores
+    are paired by seed (a seed's split is the same for every row of a dataset), a Friedman test
+    over the seeds every row ran, then Wilcoxon signed-rank tests between every two rows,
+    Holm-corrected (`evidence.pairwise`). Rows no test separates share a letter, and a row's rank
+    spans every row it shares a letter with (`1–3`); with fewer than 3 such seeds, or no difference
+    found, every row spans them all."""
+    from scipy import stats
+
+    from tunebench import evidence
+
+    ranges: dict[int, str] = {}
+    groups: dict[int, str] = {}
+    ok = runs[(runs["status"] == RunStatus.OK) & runs["test_score"].notna()]
+    for dataset, rows in board.groupby("dataset", sort=False):
+        ranked = rows[rows["test_mean"].notna()].sort_values("test_mean", ascending=False)
+        keys = {i: (r["model_family"], r["strategy"], r["backend"]) for i, r in ranked.iterrows()}
+        mine = ok[ok["dataset_label"] == dataset]
+        scores = mine.pivot_table(index="seed", columns=["model_label", "strategy_label", "backend"],
+                                  values="test_score", aggfunc="mean")
+        columns = [f"{i}" for i in keys]
+        frame = scores.reindex(columns=list(keys.values()))
+        frame.columns = columns
+        complete = frame.dropna()
+        order = columns
+        tests = None
+        if len(order) >= 2 and len(complete) >= 3 and (complete.nunique(axis=1) > 1).any():
+            p = (stats.friedmanchisquare(*[complete[c] for c in order]).pvalue if len(order) >= 3 else
+                 stats.wilcoxon(complete[order[0]], complete[order[1]], zero_method="zsplit").pvalue)
+            tests = evidence.pairwise(complete, order)
+            if p >= evidence.ALPHA:
+                tests.significant.loc[:, :] = False
+                tests.groups = evidence.letters(order, tests.significant)
+        for i in keys:
+            if tests is None:
+                ranges[i] = "1" if len(order) == 1 else f"1–{len(order)}"
+                groups[i] = "a"
+            else:
+                ranges[i] = tests.rank_label(f"{i}")
+                groups[i] = tests.groups[f"{i}"]
+    return [ranges.get(i, "-") for i in board.index], [groups.get(i, "") for i in board.index]
 
 
 def pareto_front(board: pd.DataFrame, cost: str) -> pd.Series:
@@ -318,7 +368,9 @@ def display_frame(board: pd.DataFrame) -> pd.DataFrame:
             continue
         ci = ("" if _nan(r["test_ci_low"]) else f"[{r['test_ci_low']:.3f}, {r['test_ci_high']:.3f}]")
         rows.append({
-            "rank": "-" if _nan(r["rank"]) or pd.isna(r["rank"]) else int(r["rank"]),
+            "rank": r["rank_range"] if r.get("rank_range") not in (None, "", "-") and not _nan(r["rank_range"])
+            else ("-" if _nan(r["rank"]) or pd.isna(r["rank"]) else str(int(r["rank"]))),
+            "group": r.get("group") or "",
             "model family": r["model_family"], "strategy": r["strategy"],
             "test score (mean ± sd)": _pm(r["test_mean"], r["test_sd"], r["runs_ok"]),
             "95% CI": ci,
@@ -401,11 +453,63 @@ def compare_stores(a: Store, b: Store) -> pd.DataFrame:
     return out.sort_values(keys).reset_index(drop=True)
 
 
-def render_strategies(store: Store, fmt: str = "table", **filters: Any) -> str:
-    """The strategy comparison as text (`--strategies`): mean rank and normalised score per
-    strategy, the Friedman test, ranks per block, and each cell's anytime table: the report's
-    tables, for a terminal or a Markdown file."""
+def kinds(runs: pd.DataFrame, *, mix: bool = False) -> list[tuple[str, pd.DataFrame]]:
+    """The runs split into real and simulated ones, which are never ranked together unless asked
+    (`mix`): each kind gets its own comparison. One kind alone (or `mix`) is one part."""
+    simulated = runs["simulated"].fillna(False).astype(bool) if "simulated" in runs else None
+    if simulated is None or mix or simulated.all() or not simulated.any():
+        label = ("simulated runs (tables)" if simulated is not None and simulated.all() and not runs.empty
+                 else "all runs" if mix and simulated is not None and simulated.any() and not simulated.all()
+                 else "real runs")
+        return [(label, runs)]
+    return [("real runs", runs[~simulated]), ("simulated runs (tables)", runs[simulated])]
+
+
+def strategy_tables(store: Store, runs: pd.DataFrame) -> dict[str, Any]:
+    """Everything a strategy comparison shows, for one kind of runs: the final comparison (test
+    scores, tests, rank groups, power), the anytime study (regret, tests at 25/50/100 %, profiles,
+    speed-ups over random search), the costs, and the protocol the results meet."""
     import pandas as pd
+
+    from tunebench import analysis, protocols
+
+    trials = store.trial_frame([int(i) for i in runs["id"]])
+    comparison = analysis.compare_strategies(runs)
+    study = analysis.anytime_study(runs, trials)
+    summary = pd.DataFrame(index=comparison.mean_rank.index)
+    if len(summary.index):
+        summary["rank"] = [comparison.rank_label(s) for s in summary.index]
+        summary["group"] = [(comparison.pairwise.groups.get(s, "") if comparison.pairwise else "–")
+                            for s in summary.index]
+        summary["mean rank"] = comparison.mean_rank
+        summary["mean normalised score"] = comparison.mean_normalised
+        if comparison.iqm is not None and not comparison.iqm.empty:
+            iqm = comparison.iqm.reindex(summary.index)
+            summary["IQM" + (" (normalised)" if bool(iqm["normalised"].any()) else "")] = iqm["iqm"]
+            summary["IQM 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else "-"
+                                     for lo, hi in zip(iqm["low"], iqm["high"])]
+        if study is not None:
+            for column in study.at_fraction.columns:
+                summary[f"regret at {column}"] = study.at_fraction[column].reindex(summary.index)
+            if not study.speedup.empty:
+                sp = study.speedup.reindex(summary.index)
+                summary["speed-up vs random"] = [
+                    "-" if math.isnan(m) else f"{m:.2f}x [{q1:.2f}, {q3:.2f}]"
+                    for m, q1, q3 in zip(sp["speedup_median"], sp["speedup_q25"], sp["speedup_q75"])]
+                summary["reached random's final"] = [
+                    f"{int(r)}/{int(c)}" if not math.isnan(c) else "-"
+                    for r, c in zip(sp["reached"].fillna(0), sp["cells"].fillna(math.nan))]
+        summary.index.name = "strategy"
+    return {"comparison": comparison, "study": study, "summary": summary,
+            "costs": analysis.costs(runs, trials), "protocol": protocols.statement(runs), "trials": trials}
+
+
+def render_strategies(store: Store, fmt: str = "table", *, mix: bool = False, **filters: Any) -> str:
+    """The strategy comparison as text (`--strategies`), one part per kind of runs (real, simulated):
+    the protocol the results meet; the ranking with rank groups, normalised scores, the IQM, regret
+    at 25/50/100 % of the budget and the speed-up over random search; what the tests say (and the
+    power note); the tests at each budget fraction; the performance profile; the costs; and, for a
+    few cells, each cell's scores and anytime table."""
     from tabulate import tabulate
 
     from tunebench import analysis
@@ -416,36 +520,63 @@ def render_strategies(store: Store, fmt: str = "table", **filters: Any) -> str:
                        model_family=filters.get("model_family"), strategy=filters.get("strategy"))
     if runs.empty:
         return "No runs match."
-    comparison = analysis.compare_strategies(runs)
-    parts = []
-    if not comparison.mean_rank.empty:
-        summary = pd.DataFrame({"mean rank": comparison.mean_rank,
-                                "mean normalised score": comparison.mean_normalised})
-        if comparison.iqm is not None and not comparison.iqm.empty:
-            summary["IQM test"] = comparison.iqm["iqm"]
-            summary["IQM 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else "-"
-                                     for lo, hi in zip(comparison.iqm["low"].reindex(summary.index),
-                                                       comparison.iqm["high"].reindex(summary.index))]
-        summary.index.name = "strategy"
-        parts.append(f"{head}Strategy ranking (lower rank is better; normalised score: 0 = random search, "
-                     f"1 = the best any strategy reached, per {comparison.blocks[:-1]})\n\n"
-                     + tabulate(summary, headers="keys", tablefmt=style, floatfmt=".3f"))
-        per = comparison.blocks[:-1]
-        scores = comparison.scores.copy()
-        scores.index = [" · ".join(map(str, i)) for i in scores.index]
-        parts.append(f"{head}Test score per {per}\n\n" + tabulate(scores, headers="keys", tablefmt=style,
-                                                                   floatfmt=".4f"))
-    lines = list(comparison.notes)
-    sentence = comparison.test_sentence(alpha="alpha", cd_unit=" (mean ranks)")
-    if sentence:
-        lines.append(sentence)
-    parts.append("\n".join(lines))
-    trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]]))
-    for curve in analysis.anytime(runs, trials) if not trials.empty else []:
-        table = curve.at_fraction.copy()
-        table["time to random's final (s)"] = curve.time_to_random
-        table.index.name = "strategy"
-        parts.append(f"{head}Anytime: {' · '.join(curve.cell)} (median best validation score so far at each "
-                     f"fraction of the {curve.budget_s:.0f} s budget)\n\n"
-                     + tabulate(table, headers="keys", tablefmt=style, floatfmt=".4f"))
-    return "\n\n".join(parts) + "\n"
+    out = []
+    for label, chosen in kinds(runs, mix=mix):
+        tables = strategy_tables(store, chosen)
+        comparison, study = tables["comparison"], tables["study"]
+        parts = [f"{'## ' if fmt == 'md' else ''}Strategies compared: {label} ({len(chosen)} runs)",
+                 tables["protocol"]]
+        if len(tables["summary"].index):
+            per = "seed" if comparison.blocks == "seeds" else "cell"
+            parts.append(f"{head}Ranking by test score (rank: the places a strategy cannot be told apart from; "
+                         f"strategies sharing a group letter are not significantly different; normalised score: 0 = "
+                         f"random search, 1 = the best any strategy reached, per {per}; regret: normalised, 0 = "
+                         f"{study.optimum if study else 'the best known'}, median over "
+                         f"{study.unit if study else per + 's'})"
+                         f"\n\n" + tabulate(tables["summary"], headers="keys", tablefmt=style, floatfmt=".3f"))
+        lines = list(comparison.notes) + comparison.claims()
+        sentence = comparison.test_sentence(alpha="alpha", cd_unit=" (mean ranks)")
+        if sentence:
+            lines.append(sentence)
+        parts.append("\n".join(lines))
+        if study is not None:
+            rows = []
+            for f, test in study.tests.items():
+                if test is None:
+                    rows.append(f"at {f:.0%} of the budget: too few {study.unit} for a test")
+                    continue
+                groups = " · ".join(f"{s} {test.mean_rank[s]:.2f}"
+                                    + (f" ({test.pairwise.groups[s]})" if test.pairwise else "")
+                                    for s in test.mean_rank.index)
+                verdict = (f"{test.friedman['test'].split(' (')[0]} p = {test.friedman['p_value']:.3g}, critical "
+                           f"difference {test.critical_difference:.2f}" if test.friedman else "no differences")
+                rows.append(f"at {f:.0%} of the budget ({verdict}; mean rank of normalised regret over "
+                            f"{test.blocks} {study.unit}): {groups}")
+            parts.append(f"{head}Ranks and tests at fractions of the budget\n\n" + "\n".join(rows))
+            profile = study.profile.loc[[t for t in analysis.PROFILE_TAUS if t in study.profile.index]]
+            profile.index = [f"tau = {t:g}" for t in profile.index]
+            parts.append(f"{head}Performance profile: share of the {study.cells} cells where a strategy's final "
+                         f"normalised regret is within tau of the best strategy's\n\n"
+                         + tabulate(profile, headers="keys", tablefmt=style, floatfmt=".2f"))
+        if not tables["costs"].empty:
+            parts.append(f"{head}Costs (per strategy, over its runs: the sampler's own seconds per trial, and the "
+                         f"shares of the budget spent training, in the sampler, and in draws the feasibility guard "
+                         f"turned away)\n\n" + tabulate(tables["costs"], headers="keys", tablefmt=style,
+                                                        floatfmt=".4g"))
+        if 0 < len(comparison.scores) <= 30:
+            scores = comparison.scores.copy()
+            scores.index = [" · ".join(map(str, i)) for i in scores.index]
+            parts.append(f"{head}Test score per {comparison.blocks[:-1]}\n\n"
+                         + tabulate(scores, headers="keys", tablefmt=style, floatfmt=".4f"))
+        cells = chosen.groupby(["dataset_label", "model_label"]).ngroups
+        if cells <= 4:
+            trials = tables["trials"]
+            for curve in analysis.anytime(chosen, trials) if not trials.empty else []:
+                table = curve.at_fraction.copy()
+                table["time to random's final (s)"] = curve.time_to_random
+                table.index.name = "strategy"
+                parts.append(f"{head}Anytime: {' · '.join(curve.cell)} (median best validation score so far at "
+                             f"each fraction of the {curve.budget_s:.0f} s budget)\n\n"
+                             + tabulate(table, headers="keys", tablefmt=style, floatfmt=".4f"))
+        out.append("\n\n".join(parts))
+    return "\n\n".join(out) + "\n"

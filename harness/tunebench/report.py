@@ -84,22 +84,61 @@ def plot_anytime(curve: analysis.Anytime) -> str:
     return _png(fig)
 
 
-def plot_critical_difference(comparison: analysis.Comparison) -> str:
-    """The critical-difference diagram of scikit-posthocs: mean ranks on an axis, strategies whose
-    Nemenyi p-value is above 0.05 joined by a bar."""
+def plot_critical_difference(ranks: pd.Series, tests: Any, title: str) -> str:
+    """A critical-difference diagram (scikit-posthocs): mean ranks on an axis, strategies that no
+    test separates joined by a bar. The bars follow the pairwise Wilcoxon-Holm tests (`tests`, an
+    `evidence.Pairwise`), the same evidence as the rank groups; without them, Nemenyi's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import scikit_posthocs as sp
 
-    ranks = (comparison.complete_mean_rank if comparison.complete_mean_rank is not None
-             else comparison.mean_rank).sort_values()
+    ranks = ranks.sort_values()
+    matrix = tests.p_holm.where(tests.significant, 1.0) if hasattr(tests, "p_holm") else tests
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.3 * len(ranks)))
-    sp.critical_difference_diagram(ranks, comparison.nemenyi, ax=ax, label_fmt_left="{label} ({rank:.2f})  ",
-                                   label_fmt_right="  ({rank:.2f}) {label}")
-    ax.set_title(f"Mean rank across {comparison.blocks} (lower is better); critical difference "
-                 f"{comparison.critical_difference or float('nan'):.2f}", fontsize=9)
+    sp.critical_difference_diagram(ranks, matrix.loc[ranks.index, ranks.index], ax=ax,
+                                   label_fmt_left="{label} ({rank:.2f})  ", label_fmt_right="  ({rank:.2f}) {label}")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def plot_regret(study: analysis.Study) -> str:
+    """Normalised regret against the fraction of the budget: median over cells, and the IQR band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for strategy, c in sorted(study.regret.items()):
+        line, = ax.plot(study.fractions, c["median"], label=strategy)
+        ax.fill_between(study.fractions, c["q25"], c["q75"], alpha=0.12, color=line.get_color())
+    ax.set_xlabel("fraction of the budget")
+    ax.set_ylabel("normalised regret (lower is better)")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_title(f"Normalised regret over {study.cells} cells (median and IQR)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def plot_profile(study: analysis.Study) -> str:
+    """Performance profiles: the share of cells within tau of the best strategy's final regret."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for strategy in sorted(study.profile.columns):
+        ax.step(study.profile.index, study.profile[strategy], where="post", label=strategy)
+    ax.set_xlabel("tau: normalised regret above the best strategy's")
+    ax.set_ylabel("share of cells")
+    ax.set_xlim(0, max(0.05, float(study.profile.index.max())))
+    ax.set_title(f"Performance profiles over {study.cells} cells", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     return _png(fig)
 
 
@@ -151,7 +190,7 @@ def plot_search_front(run: dict[str, Any], trials: pd.DataFrame) -> str:
 
 def build_html(store: Store, *, suite: str | None = None, dataset: str | None = None,
                model_family: str | None = None, strategy: str | None = None, source: str = "",
-               figures: dict[str, bytes] | None = None) -> str:
+               figures: dict[str, bytes] | None = None, mix: bool = False) -> str:
     """The whole report as one HTML string. `figures`, if given, receives each plot as PNG bytes
     under a file name made from its description (`critical-difference-diagram.png`)."""
     import pandas as pd
@@ -168,7 +207,9 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
 
     filters = {"suite": suite, "dataset": dataset, "model family": model_family, "strategy": strategy}
     runs = leaderboard.latest_runs(store, suite, dataset=dataset, model_family=model_family, strategy=strategy)
-    trials = pd.DataFrame(store.trials(run_ids=[int(i) for i in runs["id"]])) if not runs.empty else pd.DataFrame()
+    multi = runs[runs["pareto"].notna()] if "pareto" in runs and not runs.empty else runs.iloc[0:0]
+    trials = (pd.DataFrame(store.trials(run_ids=[int(i) for i in multi["id"]])) if not multi.empty
+              else pd.DataFrame())
     board = leaderboard.build(store, suite, dataset=dataset, model_family=model_family, strategy=strategy)
     parts = [f"<h1>tunebench report</h1><p class='meta'>{html.escape(source)} · generated "
              f"{time.strftime('%Y-%m-%d %H:%M')} · {len(runs)} runs · filters: "
@@ -187,7 +228,12 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
                  "cost (CPU + accelerator hours per search), the selected model's inference latency, and its "
                  "parameter count. Computed from the leaderboard's own rows.</p>")
     fronts = leaderboard.fronts(board)
-    for dataset in sorted(board[board["kind"] == "search"]["dataset"].unique()):
+    simulated = (set(runs.loc[runs["simulated"].fillna(False).astype(bool), "dataset_label"])
+                 if "simulated" in runs else set())
+    if simulated:
+        parts.append("<p class='note'>Tables' tasks (the simulated clock) have no fronts: a table records no model "
+                     "size or latency, and the training cost there is simulated.</p>")
+    for dataset in sorted(set(board[board["kind"] == "search"]["dataset"].unique()) - simulated):
         for column, (cost, meaning) in leaderboard.FRONTS.items():
             if board[(board["dataset"] == dataset) & (board["kind"] == "search")][cost].notna().any():
                 parts.append(img(plot_front(board, dataset, cost, meaning, column), f"front {dataset} {cost}"))
@@ -195,7 +241,6 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
         if not mine.empty:
             parts.append(_table(mine.drop(columns=["dataset", "cost_of"])))
 
-    multi = runs[runs["pareto"].notna()] if "pareto" in runs else runs.iloc[0:0]
     if not multi.empty:
         parts.append("<h2>Multi-objective searches</h2><p class='note'>Each search's own Pareto set (validation "
                      "score against the cost it searched against), and the configuration it tested, chosen on "
@@ -209,51 +254,97 @@ def build_html(store: Store, *, suite: str | None = None, dataset: str | None = 
             if not trials.empty:
                 parts.append(img(plot_search_front(run, trials), "search front"))
 
-    comparison = analysis.compare_strategies(runs)
-    parts.append("<h2>Strategy comparison across cells</h2>")
+    for label, chosen in leaderboard.kinds(runs, mix=mix):
+        parts.extend(_strategy_sections(store, label, chosen, img))
+    return _page(parts)
+
+
+def _strategy_sections(store: Store, label: str, runs: pd.DataFrame, img: Any) -> list[str]:
+    """The strategy comparison of one kind of runs (real or simulated), as HTML."""
+    tables = leaderboard.strategy_tables(store, runs)
+    comparison, study, trials = tables["comparison"], tables["study"], tables["trials"]
+    tag = "" if label == "real runs" else f" ({label})"
+    parts = [f"<h2>Strategy comparison: {html.escape(label)}</h2>",
+             f"<p class='policy'><b>Protocol.</b> {html.escape(tables['protocol'])}</p>"]
     row = ("A row is a dataset × model family × seed (the same split for every strategy); a strategy's score "
            "there is its run's test score." if comparison.blocks == "seeds" else
-           "A cell is a dataset × model family; a strategy's score in a cell is its mean test score over seeds.")
+           "A cell is a dataset × model family (or a table's task); a strategy's score in a cell is its mean test "
+           "score over seeds.")
     parts.append(f"<p class='policy'><b>Ranking policy.</b> {html.escape(comparison.policy)} {row} "
                  f"The normalised score is 0 for random search's score in the row and 1 for the best score "
-                 f"any strategy reached there.</p>")
+                 f"any strategy reached there. A strategy's rank is the span of places it cannot be told apart "
+                 f"from, and strategies sharing a group letter are not significantly different.</p>")
     for note in comparison.notes:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
-    if not comparison.mean_rank.empty:
-        summary = pd.DataFrame({"mean rank": comparison.mean_rank,
-                                "mean normalised score": comparison.mean_normalised})
-        summary.index.name = "strategy"
-        parts.append(_table(summary, index=True, digits=3))
-        per = "seed" if comparison.blocks == "seeds" else "cell"
-        parts.append(f"<h3>Scores per {per}</h3>" + _table(comparison.scores, index=True))
-        parts.append(f"<h3>Ranks per {per}</h3>" + _table(comparison.ranks, index=True, digits=1))
-        parts.append(f"<h3>Normalised scores per {per}</h3>"
-                     + _table(comparison.normalised, index=True, digits=3))
-    if comparison.iqm is not None and not comparison.iqm.empty:
-        parts.append("<h3>Interquartile mean over every seed and cell</h3>" + _table(comparison.iqm, index=True)
-                     + "<p class='note'>The mean of the middle half of each strategy's test scores, with a 95 % "
-                     "bootstrap interval: robust to an outlying seed where the mean is not.</p>")
+    if len(tables["summary"].index):
+        parts.append(_table(tables["summary"], index=True, digits=3))
+    parts.append("<h3>What this says</h3><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in comparison.claims())
+                 + "</ul>")
     sentence = comparison.test_sentence()
     if sentence:
-        parts.append(f"<p>{html.escape(sentence)}</p>")
-        if comparison.critical_difference is not None and comparison.nemenyi is not None:
-            parts.append(img(plot_critical_difference(comparison), "critical-difference diagram"))
+        parts.append(f"<p class='note'>{html.escape(sentence)}</p>")
+    if comparison.pairwise is not None and comparison.complete_mean_rank is not None:
+        parts.append(img(plot_critical_difference(comparison.complete_mean_rank, comparison.pairwise,
+                                                  f"Test score: mean rank over {comparison.blocks} (lower is "
+                                                  f"better); bars join what no test separates"),
+                         f"critical-difference diagram{tag}"))
+    if study is not None:
+        parts.append("<h3>Over the budget: regret, ranks at 25, 50 and 100 %, profiles, speed-ups</h3>"
+                     f"<p class='note'>Normalised regret per cell: 0 at {html.escape(study.optimum)}, 1 at the worst "
+                     "score any of the cell's trials got; a run with no score yet has regret 1.</p>")
+        parts.append(img(plot_regret(study), f"normalised regret{tag}"))
+        for f, test in study.tests.items():
+            if test is None:
+                parts.append(f"<p class='note'>At {f:.0%} of the budget: too few {study.unit} for a test.</p>")
+                continue
+            parts.append(f"<p><b>At {f:.0%} of the budget</b>: " + html.escape(" ".join(test.claims())) + "</p>")
+            if test.pairwise is not None:
+                parts.append(img(plot_critical_difference(test.mean_rank, test.pairwise,
+                                                          f"Normalised regret at {f:.0%} of the budget: mean rank "
+                                                          f"over {test.blocks} {study.unit}"),
+                                 f"critical-difference diagram at {int(f * 100)} percent{tag}"))
+        parts.append(img(plot_profile(study), f"performance profile{tag}"))
+        profile = study.profile.loc[[t for t in analysis.PROFILE_TAUS if t in study.profile.index]].copy()
+        profile.index = [f"tau = {t:g}" for t in profile.index]
+        parts.append(_table(profile, index=True, digits=2))
+        if not study.speedup.empty:
+            parts.append("<p class='note'>Speed-up over random search: per cell, the time random search's median "
+                         "curve needed to reach its own final score, over the time a strategy's median curve "
+                         "needed to reach it (0: never reached); median and quartiles over cells.</p>"
+                         + _table(study.speedup, index=True, digits=2))
+    if not tables["costs"].empty:
+        parts.append("<h3>Costs</h3><p class='note'>The sampler's own seconds per trial, and the shares of the "
+                     "budget spent training, in the sampler, and in draws the feasibility guard turned away.</p>"
+                     + _table(tables["costs"], index=True, digits=4))
+    per = "seed" if comparison.blocks == "seeds" else "cell"
+    if 0 < len(comparison.scores) <= 40:
+        parts.append(f"<h3>Scores per {per}</h3>" + _table(comparison.scores, index=True))
+        parts.append(f"<h3>Ranks per {per}</h3>" + _table(comparison.ranks, index=True, digits=1))
+    if comparison.iqm is not None and not comparison.iqm.empty:
+        parts.append("<h3>Interquartile mean over every seed and cell</h3>" + _table(comparison.iqm, index=True)
+                     + "<p class='note'>The mean of the middle half of each strategy's test scores (normalised per "
+                     "cell when there are several), with a 95 % stratified bootstrap interval: robust to an "
+                     "outlying seed where the mean is not.</p>")
     parts.append(f"<p class='note'><b>Statistics, by library.</b> {html.escape(analysis.LIBRARIES)}</p>")
-
-    parts.append("<h2>Anytime performance</h2><p class='note'>Best validation score found so far against "
-                 "wall-clock time into each search: median over seeds, with the inter-quartile band.</p>")
+    cells = runs.groupby(["dataset_label", "model_label"]).ngroups
+    parts.append("<h3>Anytime performance per cell</h3><p class='note'>Best validation score found so far against "
+                 "time into each search: median over seeds, with the inter-quartile band.</p>")
     if trials.empty:
         parts.append("<p class='note'>No trials recorded.</p>")
-    for curve in analysis.anytime(runs, trials) if not trials.empty else []:
-        parts.append(f"<h3>{html.escape(' · '.join(curve.cell))}</h3>")
-        parts.append(img(plot_anytime(curve), f"anytime curve {' '.join(curve.cell)}"))
-        table = curve.at_fraction.copy()
-        table["time to random's final (s)"] = curve.time_to_random
-        table.index.name = "strategy"
-        parts.append(_table(table, index=True) + "<p class='note'>Score at each fraction of the budget; time "
-                     "each strategy needed to reach random search's final median score (– : never, or no "
-                     "random search in this cell).</p>")
-    return _page(parts)
+    elif cells > 12:
+        parts.append(f"<p class='note'>{cells} cells: their curves are summarised by the regret above "
+                     f"(`tunebench leaderboard --strategies --dataset LABEL` prints one cell's table).</p>")
+    else:
+        for curve in analysis.anytime(runs, trials):
+            parts.append(f"<h3>{html.escape(' · '.join(curve.cell))}</h3>")
+            parts.append(img(plot_anytime(curve), f"anytime curve {' '.join(curve.cell)}"))
+            table = curve.at_fraction.copy()
+            table["time to random's final (s)"] = curve.time_to_random
+            table.index.name = "strategy"
+            parts.append(_table(table, index=True) + "<p class='note'>Score at each fraction of the budget; time "
+                         "each strategy needed to reach random search's final median score (– : never, or no "
+                         "random search in this cell).</p>")
+    return parts
 
 
 def _page(parts: list[str]) -> str:

@@ -141,6 +141,7 @@ class _Shared:
     budget: SimulatedBudget
     max_epochs: int
     charge_sampler: bool
+    repeats: int = 1
     next_number: int = 0
     default_trial: int | None = None
     records: dict[int, TrialRecord] = field(default_factory=dict)
@@ -148,6 +149,7 @@ class _Shared:
     rows: list[dict[str, Any]] = field(default_factory=list)
     claims: set[str] = field(default_factory=set)
     checkpoints: dict[int, int] = field(default_factory=dict)  # trial number -> the epoch it reached
+    repeat_of: dict[int, int] = field(default_factory=dict)  # trial number -> which of the table's runs it drew
     curves: dict[tuple[Any, ...], Curve] = field(default_factory=dict)
     best: TrialRecord | None = None
     sampler_s: float = 0.0
@@ -157,12 +159,13 @@ class _Shared:
         number, self.next_number = self.next_number, self.next_number + 1
         return number
 
-    def curve(self, config: Mapping[str, Any], seed: int) -> Curve:
-        key = (tuple(sorted((k, repr(v)) for k, v in config.items())), seed)
+    def curve(self, config: Mapping[str, Any], repeat: int) -> Curve:
+        """The table's curve for `config`'s `repeat`-th run, asked once per search."""
+        key = (tuple(sorted((k, repr(v)) for k, v in config.items())), repeat)
         hit = self.curves.get(key)
         if hit is None:
             started = time.perf_counter()
-            hit = self.curves[key] = self.table.curve(self.task, config, seed)
+            hit = self.curves[key] = self.table.curve(self.task, config, repeat)
             self.table_s += time.perf_counter() - started
         return hit
 
@@ -223,7 +226,9 @@ class SimulatedContext(SearchContext):
 
     def next_number(self) -> int:
         self._enter()
-        return self._s.take_number()
+        number = self._s.take_number()
+        self._returned_at = time.perf_counter()  # what the strategy computes before it runs the trial counts too
+        return number
 
     # -- the clock ------------------------------------------------------------------------------------
     def _enter(self) -> None:
@@ -268,6 +273,14 @@ class SimulatedContext(SearchContext):
         if number is None:
             number = s.take_number()
         clock, budget = s.clock, s.budget
+        hp.pin(self.pins)
+        asked = time.perf_counter()
+        s.table.declare(hp, s.task)  # the strategy's answers: a define-by-run sampler decides here
+        answered = time.perf_counter() - asked
+        self._sampler_pending += answered
+        s.sampler_s += answered
+        if s.charge_sampler:
+            self._wait(clock.now + answered)
         start = clock.now
         default = number == s.default_trial
         deadline = budget.trial_deadline(start)
@@ -278,12 +291,11 @@ class SimulatedContext(SearchContext):
             notes["min_trials_cap_s"] = round(share - start, 2)
         if default:
             notes["family_default"] = True
-        hp.pin(self.pins)
-        s.table.declare(hp, s.task)
         config = hp.values
         trial_seed = (s.seed * 100_003 + number) % (2**31 - 1)
         target = s.max_epochs if default or epochs is None else max(1, min(int(epochs), s.max_epochs))
         initial = 0
+        repeat = trial_seed % max(1, s.repeats)
         if resume_from is not None:
             reached = s.checkpoints.get(resume_from)
             if reached is None:
@@ -291,7 +303,10 @@ class SimulatedContext(SearchContext):
             else:
                 initial = min(reached, target)
                 notes.update(resumed_from=resume_from, initial_epoch=initial)
-        curve = s.curve(config, trial_seed)
+                # the model it continues is that trial's run: its curve goes on from there
+                repeat = s.repeat_of.get(resume_from, repeat)
+        s.repeat_of[number] = repeat
+        curve = s.curve(config, repeat)
         running = TrialRecord(number, TrialStatus.RUNNING, config, None, epoch_budget=target,
                               resumed_from=notes.get("resumed_from"), initial_epoch=initial)
         s.running[number] = running
@@ -361,7 +376,7 @@ class SimulatedContext(SearchContext):
         row = {"number": number, "started_at": start, "finished_at": t_end, "status": status, "error": error,
                "error_kind": kind, "params": config, "score": best_score, "best_epoch": best_epoch,
                "epochs_done": len(history), "epoch_budget": target, "seed": trial_seed, "lane": self.lane,
-               "timings": timings, "notes": notes,
+               "timings": timings, "notes": notes, "sampler_s": timings["sampler"],
                "metrics": history[-1] if history else None}
         record = TrialRecord.from_row(row, history)
         s.running.pop(number, None)
@@ -395,7 +410,7 @@ def simulate(table: Table, task: str, strategy_factory: Any, *, seed: int, budge
     top = table.max_epochs(task)
     clock = _Clock(max(1, lanes))
     shared = _Shared(table, task, seed, settings, clock, SimulatedBudget(budget_s, clock, trial_budget_s),
-                     min(top, max_epochs) if max_epochs else top, charge_sampler)
+                     min(top, max_epochs) if max_epochs else top, charge_sampler, table.repeats(task))
     if settings.first_trial == "defaults" and table.default(task) is not None:
         shared.default_trial = shared.take_number()
     outcome: dict[int, tuple[str, str | None]] = {}
@@ -474,11 +489,21 @@ class Done:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(store_url: str, plugins: tuple[str, ...]) -> None:
-    """A process that runs simulated searches: the plugins and the store, once."""
+def _start_worker(store_url: str, plugins: tuple[str, ...], log: str | None = None) -> None:
+    """A process that runs simulated searches: the plugins and the store, once. Its output (a
+    strategy's traceback, what KerasTuner's TensorFlow prints as it loads) goes to `log`."""
+    import os
+
+    from tunebench.quiet import quiet_environment
     from tunebench.registry import load_plugins
     from tunebench.store import Store
 
+    quiet_environment()
+    if log is not None:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     _WORKER.clear()
     _WORKER.update(catalog=load_plugins(plugins), store=Store(store_url), tables={})
 
@@ -515,6 +540,7 @@ def run_one(search: Any) -> Done:
            "hardware": {"simulated": True}}
     failed = outcome.error or run["best_trial"] is None
     note = outcome.error or ("no trial finished with a validation score" if run["best_trial"] is None else "")
+    run["table"]["budget"] = "rule" if search.budget_rule else search.budget_s
     run["status"] = RunStatus.FAILED if failed else RunStatus.OK
     run["error"] = note or None
     run_id = store.record_simulated(run, outcome.trials)
@@ -522,42 +548,28 @@ def run_one(search: Any) -> Done:
 
 
 def run_searches(searches: list[Any], store_url: str, *, plugins: tuple[str, ...] = (), workers: int = 1,
-                 out: Any = None) -> Iterator[tuple[Any, Done]]:
-    """Run simulated searches, `workers` processes at a time (each loads the plugins and tables
-    once), and yield each search with what became of it, as they end."""
+                 log: str | Path | None = None, out: Any = None) -> Iterator[tuple[Any, Done]]:
+    """Run simulated searches in `workers` processes (each loads the plugins and tables once, and
+    writes its output to `log`), and yield each search with what became of it, in order."""
+    import multiprocessing
     import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
 
     if not searches:
         return
     out = out or sys.stderr
-    from tqdm import tqdm
-
     tty = hasattr(out, "isatty") and out.isatty()
-    bar = tqdm(total=len(searches), desc="simulated searches", unit="search", file=out, disable=not tty,
-               smoothing=0.05)
     step = max(1, len(searches) // 10)
-    try:
-        if workers <= 1:
-            _start_worker(store_url, plugins)
-            results: Iterator[Done] = (run_one(s) for s in searches)
-            for i, (search, done) in enumerate(zip(searches, results), 1):
-                bar.update()
-                if not tty and (i % step == 0 or i == len(searches)):
-                    out.write(f"simulated searches: {i}/{len(searches)}\n")
-                yield search, done
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_start_worker, initargs=(store_url, plugins)) as pool:
-                for i, (search, done) in enumerate(zip(searches, pool.map(run_one, searches, chunksize=4)), 1):
-                    bar.update()
-                    if not tty and (i % step == 0 or i == len(searches)):
-                        out.write(f"simulated searches: {i}/{len(searches)}\n")
-                    yield search, done
-    finally:
-        bar.close()
-        store = _WORKER.pop("store", None)
-        if store is not None:
-            store.close()
+    with tqdm(total=len(searches), desc="simulated searches", unit="search", file=out, disable=not tty,
+              smoothing=0.05) as bar, \
+            ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("fork"),
+                                initializer=_start_worker,
+                                initargs=(store_url, plugins, str(log) if log else None)) as pool:
+        for i, (search, done) in enumerate(zip(searches, pool.map(run_one, searches, chunksize=4)), 1):
+            bar.update()
+            if not tty and (i % step == 0 or i == len(searches)):
+                out.write(f"simulated searches: {i}/{len(searches)}\n")
+                out.flush()
+            yield search, done

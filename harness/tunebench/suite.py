@@ -93,6 +93,8 @@ class Search:
     options: SearchSettings = field(default_factory=SearchSettings)
     #: A search on a table's task (the simulated clock): `dataset` is the task, `model_family` the table.
     simulated: bool = False
+    #: Its budget came from `budget: rule` (⌈20 + 40·√d⌉ full evaluations), for the protocol check.
+    budget_rule: bool = False
 
     @property
     def key(self) -> str:
@@ -181,7 +183,8 @@ class Suite:
                 for d in self.datasets for s in self.strategies for m in self.families_for(s)
                 for backend in (self.backends or (None,)) for seed in (s.seeds or self.seeds)]
         simulated = [Search(self.name, Entry(task, {}, label), table, s, seed, s.budget_s or budget_s,
-                            self.trial_budget_s, self.max_epochs, None, self.training, self.options, simulated=True)
+                            self.trial_budget_s, self.max_epochs, None, self.training, self.options, simulated=True,
+                            budget_rule=self.budget_s is None and s.budget_s is None)
                      for table, label, task, budget_s in self.table_tasks for s in self.strategies
                      if s.requires is None and (s.only is None or table.label in s.only)
                      for seed in (s.seeds or self.seeds)]

@@ -126,8 +126,13 @@ class Table(Configurable):
 
     @abstractmethod
     def curve(self, task: str, config: Mapping[str, Any], seed: int) -> Curve:
-        """The curve of `config` (values `declare` gave) trained to `max_epochs`; `seed` picks among
-        a table's repeated runs of one configuration."""
+        """The curve of `config` (values `declare` gave) trained to `max_epochs`; `seed` (below
+        `repeats(task)`) picks among a table's repeated runs of one configuration."""
+
+    def repeats(self, task: str) -> int:
+        """How many runs of one configuration the table holds (its seeds): `curve` is asked with a seed
+        below this, so a deterministic table (1) answers each configuration once."""
+        return 1
 
     def default(self, task: str) -> dict[str, Any] | None:
         """The task's default configuration (`first_trial: defaults`), or None when it has none."""

@@ -56,12 +56,16 @@ class TrialStatus(_Word):
     @classmethod
     def selectable(cls) -> frozenset[str]:
         """Statuses whose validation score is real and may be selected: `ok` and `timeout`."""
-        return frozenset({cls.OK.value, cls.TIMEOUT.value})
+        return _SELECTABLE
 
     @classmethod
     def failures(cls) -> frozenset[str]:
         """Statuses of trials that ended without a usable model: failed, nan, interrupted."""
-        return frozenset({cls.FAILED.value, cls.NAN.value, cls.INTERRUPTED.value})
+        return _FAILURES
+
+
+_SELECTABLE = frozenset({TrialStatus.OK.value, TrialStatus.TIMEOUT.value})
+_FAILURES = frozenset({TrialStatus.FAILED.value, TrialStatus.NAN.value, TrialStatus.INTERRUPTED.value})
 
 
 class FailureKind(_Word):

