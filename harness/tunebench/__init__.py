@@ -25,6 +25,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 from tunebench.budget import Budget, allowed_overshoot, parse_duration
+from tunebench.databases import database_url
 from tunebench.datasets import ArrayData, Dataset, DataSpec, SizedDataset, Splits, split_arrays
 from tunebench.errors import (
     BudgetExhausted,
@@ -94,5 +95,5 @@ __all__ = [
     "Curve", "Table", "budget_rule",
     # options, budgets and errors
     "Budget", "BudgetExhausted", "DataError", "MissingDependencyError", "Option", "OptionsError", "TrialPruned",
-    "TunebenchError", "allowed_overshoot", "parse_duration", "require",
+    "TunebenchError", "allowed_overshoot", "database_url", "parse_duration", "require",
 ]

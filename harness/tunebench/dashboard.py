@@ -172,4 +172,26 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     dashboard.run_server(storage(store), host=host, port=port)
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind `host:port` once, before the server says it listens there: a port in use, an address
+    that is not this machine's, or a host name that does not resolve is a user error."""
+    import socket
+
+    from tunebench.errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r} does not resolve ({exc.strerror}); give an address of this machine, "
+                         f"e.g. 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = (f"another program listens on port {port}; choose another with --port" if exc.errno == 98
+                    else "give an address of this machine (--host) and a free port (--port)")
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}") from None
+
+
 __all__: Sequence[str] = ("storage", "serve")

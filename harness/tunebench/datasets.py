@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from tunebench import environment
+from tunebench.atomic import notice_once
 from tunebench.errors import OptionsError
 from tunebench.images import cache_dir, image_size, take
 from tunebench.options import Configurable, Option
@@ -174,20 +176,24 @@ class Dataset(Configurable):
             self.notes.update(hit[1], load_cache="memory")
             return hit[0]
         target = cache_dir() / "datasets" / key
-        data = _read_arrays(target)
-        if data is not None:
-            notes = json.loads((target / "notes.json").read_text())
+        found, damaged = _read_arrays(target)
+        if found is not None:
+            data, notes = found
             self.notes.update(notes, load_cache="disk")
         else:
+            if damaged:
+                notice_once(str(target), f"the dataset cache entry {target} is damaged ({damaged}); the dataset "
+                                         f"is loaded again and the entry replaced")
             started = time.perf_counter()
             data = self.load()
             elapsed = time.perf_counter() - started
             notes = dict(self.notes)
             if elapsed >= DISK_CACHE_MIN_S and not _mapped(data):
                 try:
-                    _write_arrays(target, data, notes)
-                except OSError:  # no room for it: the cache is an optimisation
-                    pass
+                    _write_arrays(target, data, notes, replace=damaged is not None)
+                except OSError as exc:  # no room for it, or no folder: the cache is an optimisation
+                    notice_once(str(cache_dir()), f"the dataset cache {cache_dir()} cannot be written ({exc}); "
+                                                  f"the dataset stays in memory")
         _LOADED[key] = (data, {k: v for k, v in notes.items() if k != "load_cache"})
         while len(_LOADED) > MEMORY_CACHE_ENTRIES:
             _LOADED.popitem(last=False)
@@ -216,7 +222,7 @@ _LOADED: OrderedDict[str, tuple[ArrayData, dict[str, Any]]] = OrderedDict()
 #: How many loaded datasets a process keeps (a suite runs one dataset's searches one after another).
 MEMORY_CACHE_ENTRIES = 1
 #: A `load()` at least this slow is written to the disk cache for later processes to map.
-DISK_CACHE_MIN_S = float(os.environ.get("TUNEBENCH_LOAD_CACHE_MIN_S", "1.0"))
+DISK_CACHE_MIN_S = environment.number("TUNEBENCH_LOAD_CACHE_MIN_S")
 LOAD_CACHE_FORMAT = 1
 _FIELDS = ("x", "y", "x_test", "y_test", "x_val", "y_val")
 
@@ -226,23 +232,25 @@ def _mapped(data: ArrayData) -> bool:
     return getattr(data.x, "_mmap", None) is not None
 
 
-def _write_arrays(target: Path, data: ArrayData, notes: dict[str, Any]) -> None:
-    """Write one entry atomically: a temporary folder renamed into place (the first rename wins)."""
+def _write_arrays(target: Path, data: ArrayData, notes: dict[str, Any], *, replace: bool = False) -> None:
+    """Write one entry atomically, sealed with its manifest: a temporary folder renamed into place
+    (the first rename wins; a damaged entry is `replace`d)."""
     import numpy as np
 
-    from tunebench.atomic import atomic_folder
+    from tunebench.atomic import atomic_folder, seal
 
-    if target.exists():
+    if target.exists() and not replace:
         return
     try:
-        with atomic_folder(target) as tmp:
+        with atomic_folder(target, replace=replace) as tmp:
             for name in _FIELDS:
                 value = getattr(data, name)
                 if value is not None:
                     np.save(tmp / f"{name}.npy", np.asarray(value), allow_pickle=False)
             (tmp / "notes.json").write_text(json.dumps(notes, default=str))
-    except (OSError, ValueError):
-        raise OSError("could not write the dataset cache") from None
+            seal(tmp)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{type(exc).__name__}: {exc}") from None
 
 
 class SizedDataset(Dataset):
@@ -257,19 +265,26 @@ class SizedDataset(Dataset):
             raise OptionsError(f"dataset '{self.name}' options are not valid:", [str(exc)]) from None
 
 
-def _read_arrays(target: Path) -> ArrayData | None:
-    """A cache entry, images memory-mapped; None when there is none (or it is damaged)."""
+def _read_arrays(target: Path) -> tuple[tuple[ArrayData, dict[str, Any]] | None, str | None]:
+    """A cache entry (images memory-mapped) and its notes; or None and why it is damaged (None when
+    there is simply no entry)."""
     import numpy as np
 
-    if not (target / "notes.json").is_file():
-        return None
+    from tunebench.atomic import damage
+
+    if not target.is_dir():
+        return None, None
+    why = damage(target)
+    if why is not None:
+        return None, why
     try:
+        notes = json.loads((target / "notes.json").read_text())
         arrays: dict[str, Any] = {
             name: (np.load(target / f"{name}.npy", mmap_mode="r" if name.startswith("x") else None)
                    if (target / f"{name}.npy").is_file() else None) for name in _FIELDS}
-        return ArrayData(**arrays)
-    except (OSError, ValueError):
-        return None
+        return (ArrayData(**arrays), notes), None
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def split_arrays(data: ArrayData, spec: DataSpec, seed: int, *, validation: float = 0.15,

@@ -103,18 +103,31 @@ def load_images(paths: Sequence[str | Path], size: tuple[int, int], color_mode: 
     returned memory-mapped from there, read-only: later loads cost a file mapping, and `take`
     copies rows out of it without keeping the whole file in the process's memory.
     """
+    from tunebench.atomic import damage, notice_once
+
     files = [os.fspath(p) for p in paths]
     key = _cache_key(files, size, color_mode)
     target = cache_dir() / "images" / key
-    if cache and (target / "x.npy").is_file():
-        try:
-            return _read_cached(target)
-        except (OSError, ValueError):  # a damaged cache entry: decode again
-            pass
+    damaged = None
+    if cache and target.is_dir():
+        damaged = damage(target)
+        if damaged is None:
+            try:
+                return _read_cached(target)
+            except (OSError, ValueError, KeyError) as exc:  # an entry of an earlier version, damaged
+                damaged = f"{type(exc).__name__}: {exc}"
+        notice_once(str(target), f"the decoded-image cache entry {target} is damaged ({damaged}); the images are "
+                                 f"decoded again and the entry replaced")
     decoded = _decode_all(files, size, color_mode, workers)
     if not cache:
         return decoded
-    _write_cached(target, decoded)
+    try:
+        _write_cached(target, decoded, replace=damaged is not None)
+    except OSError as exc:  # a cache is an optimisation: an unwritable one is skipped
+        notice_once(str(cache_dir()), f"the decoded-image cache {cache_dir()} cannot be written "
+                                      f"({exc.strerror or exc}); images stay in memory (set $TUNEBENCH_CACHE "
+                                      f"to a writable folder to cache them)")
+        return decoded
     del decoded  # the mapped file holds the images from here on
     return _read_cached(target, from_cache=False)
 
@@ -141,17 +154,19 @@ def _decode_all(files: list[str], size: tuple[int, int], color_mode: str, worker
     return Decoded(out if len(kept) == len(files) else out[kept], kept, dict(sorted(skipped.items())))
 
 
-def _write_cached(target: Path, decoded: Decoded) -> None:
-    """Write a cache entry atomically: a temporary folder renamed into place, so that concurrent
-    searches never read a half-written entry (the first rename wins; the others are dropped)."""
+def _write_cached(target: Path, decoded: Decoded, *, replace: bool = False) -> None:
+    """Write a cache entry atomically, sealed with its manifest (sizes and sampled checksums): a
+    temporary folder renamed into place, so that concurrent searches never read a half-written entry
+    (the first rename wins; the others are dropped); a damaged entry is `replace`d."""
     import numpy as np
 
-    from tunebench.atomic import atomic_folder
+    from tunebench.atomic import atomic_folder, seal
 
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, replace=replace) as tmp:
         np.save(tmp / "x.npy", decoded.x)
         np.save(tmp / "kept.npy", decoded.kept)
         (tmp / "skipped.json").write_text(json.dumps(decoded.skipped))
+        seal(tmp)
 
 
 def _read_cached(target: Path, *, from_cache: bool = True) -> Decoded:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunebench import environment
 from tunebench.settings import ExecutionSettings, SearchSettings
 from tunebench.vocabulary import EventKind
 
@@ -32,8 +33,6 @@ GPU_SHARE_ENV = "TUNEBENCH_GPU_SHARE"
 MEMORY_LIMIT_ENV = "TUNEBENCH_MEMORY_LIMIT"
 #: Share of the machine's memory the searches running at once may use between them, by default.
 MEMORY_SHARE = 0.8
-#: A search's process is never limited below this (TensorFlow itself needs about 0.6 GB of data).
-MIN_MEMORY_LIMIT = 2**30
 
 
 def limit_memory() -> int | None:
@@ -58,7 +57,7 @@ def limit_memory() -> int | None:
         return None
 #: How long loading plugins, Keras and the data may take before the search's clock starts (the
 #: runner kills a search process still in setup after this; a lane waits this long for lane 0).
-SETUP_TIMEOUT_S = float(os.environ.get("TUNEBENCH_SETUP_TIMEOUT", "600"))
+SETUP_TIMEOUT_S = environment.number("TUNEBENCH_SETUP_TIMEOUT")
 #: The module every search process runs.
 WORKER_MODULE = "tunebench.worker"
 BEST_WEIGHTS = "best.weights.h5"

@@ -572,6 +572,9 @@ def render_strategies(store: Store, fmt: str = "table", *, mix: bool = False, **
         if cells <= 4:
             trials = tables["trials"]
             for curve in analysis.anytime(chosen, trials) if not trials.empty else []:
+                if curve.at_fraction.isna().all().all():
+                    parts.append(f"Anytime: {' · '.join(curve.cell)}: no run of this cell scored a trial.")
+                    continue
                 table = curve.at_fraction.copy()
                 table["time to random's final (s)"] = curve.time_to_random
                 table.index.name = "strategy"

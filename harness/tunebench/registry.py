@@ -83,6 +83,8 @@ class Registry(Generic[T]):
         self._source = _Source("<direct>", "-", "-")
         #: Third-party plugins that failed to load, for the "unknown name" message.
         self.broken: list[BrokenPlugin] = []
+        #: Plugins the user disabled, for the same message ("entry point (package)").
+        self.disabled: list[str] = []
 
     def add(self, cls: type[T]) -> type[T]:
         """Register `cls` under `cls.name`; returns it, so it also works as a decorator."""
@@ -125,7 +127,9 @@ class Registry(Generic[T]):
         did = f" Did you mean '{hint[0]}'?" if hint else ""
         broken = "".join(f" Plugin '{b.name}' from package {b.package} could not be loaded and may provide it "
                          f"({b.error})." for b in self.broken)
-        return f"unknown {self.kind} '{name}'.{did} Known: {known}.{broken} See `tunebench plugins`."
+        disabled = (f" Disabled, and so not loaded: {', '.join(self.disabled)} (--disable-plugin or {DISABLE_ENV}); "
+                    f"one of them may provide it." if self.disabled else "")
+        return f"unknown {self.kind} '{name}'.{did} Known: {known}.{broken}{disabled} See `tunebench plugins`."
 
     def _drop(self, plugin: str) -> None:
         """Forget what one plugin registered (its register hook failed half-way)."""
@@ -170,6 +174,10 @@ class Catalog:
     broken: list[BrokenPlugin] = field(default_factory=list)
     #: Plugins not loaded because they were disabled (`TUNEBENCH_DISABLE_PLUGINS`, `--disable-plugin`).
     disabled: list[str] = field(default_factory=list)
+    #: Names asked to be disabled that match no installed plugin or package (a typo?), and the names
+    #: that could have been meant.
+    unmatched: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
     #: Plugin modules loaded by name besides the entry points (`--plugin`, `TUNEBENCH_PLUGINS`): what
     #: another process needs to load the same plugins.
     modules: tuple[str, ...] = ()
@@ -232,11 +240,14 @@ def load_plugins(extra: Iterable[str | object] = (), *, entry_points: bool = Tru
             raise PluginError(f"plugin '{name}' ({source.package}) is not valid: {exc}") from None
         sources[id(plugin)] = source
 
+    matched: set[str] = set()
     if entry_points:
         for ep, dist in _entry_points():
             package = dist.metadata["Name"]
             source = _Source(ep.name, package, dist.version)
             builtin = package == BUILTIN_PACKAGE
+            catalog.installed += [n for n in (ep.name, package) if n not in catalog.installed]
+            matched |= {ep.name, package} & blocked
             if builtin_only and not builtin:
                 continue
             if ep.name in blocked or package in blocked:
@@ -289,6 +300,8 @@ def load_plugins(extra: Iterable[str | object] = (), *, entry_points: bool = Tru
             catalog.broken.append(BrokenPlugin(source.plugin, source.package, source.version, why))
     for kind in REGISTER_HOOKS.values():
         getattr(catalog, kind).broken = catalog.broken
+        getattr(catalog, kind).disabled = catalog.disabled
+    catalog.unmatched = sorted(blocked - matched) if entry_points else []
     return catalog
 
 

@@ -47,10 +47,20 @@ def _img(data: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+#: Columns that count things: whole numbers, shown without decimals even when pandas made them floats.
+COUNTS = re.compile(r"(^|_| )(runs?|trials?|seeds|cells|reached|turned_away|blocks)($|_| )")
+
+
 def _table(frame: pd.DataFrame, *, index: bool = False, digits: int = 4) -> str:
-    def fmt(v: Any) -> str:
+    counts = {c for c in frame.columns if COUNTS.search(str(c))}
+
+    def fmt(v: Any, column: Any = None) -> str:
         if isinstance(v, float):
-            return "–" if math.isnan(v) else f"{v:.{digits}f}"
+            if math.isnan(v):
+                return "–"
+            if column in counts and v.is_integer():
+                return f"{int(v)}"
+            return f"{v:.{digits}f}"
         return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ([frame.index.name or ""] if index else [])
@@ -58,7 +68,7 @@ def _table(frame: pd.DataFrame, *, index: bool = False, digits: int = 4) -> str:
     rows = []
     for key, row in frame.iterrows():
         cells = ([f"<td>{html.escape(' · '.join(map(str, key)) if isinstance(key, tuple) else str(key))}</td>"]
-                 if index else []) + [f"<td>{fmt(v)}</td>" for v in row]
+                 if index else []) + [f"<td>{fmt(v, c)}</td>" for c, v in row.items()]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<div class='wrap'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"</div>")
@@ -154,9 +164,12 @@ def plot_front(board: pd.DataFrame, dataset: str, cost: str, meaning: str, front
     on = cells[cells[front].astype(bool)].sort_values(cost)
     ax.scatter(cells[cost], cells["test_mean"], color="#9aa5b8", s=24, label="cells")
     ax.plot(on[cost], on["test_mean"], "o-", color="#c44e52", label="front")
-    for _, r in cells.iterrows():
+    # labels of the cells on the front only, each nudged off its neighbours: with many cells, labelling
+    # every point piled the labels on one another
+    for k, (_, r) in enumerate(on.iterrows()):
         ax.annotate(f"{r['model_family']} · {r['strategy']}", (r[cost], r["test_mean"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+                    xytext=(5, 4 + 9 * (k % 3)), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "color": "#9aa5b8", "lw": 0.5})
     ax.set_xlabel(meaning)
     ax.set_ylabel("test score")
     if len(cells) and cells[cost].min() > 0 and cells[cost].max() / cells[cost].min() > 30:
@@ -360,7 +373,19 @@ def write(store: Store, out: str | Path, figures_dir: str | Path | None = None, 
     path = write_text_atomic(out, build_html(store, source=store.url, figures=figures, **filters))
     if figures_dir is not None:
         folder = Path(figures_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in figures.items():
-            write_bytes_atomic(folder / name, data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in figures.items():
+                write_bytes_atomic(folder / name, data)
+        except OSError as exc:
+            raise FiguresNotWritten(path, folder, exc) from None
     return path
+
+
+class FiguresNotWritten(OSError):
+    """The report was written, but its figures could not be (an unwritable `--figures` folder)."""
+
+    def __init__(self, report: Path, folder: Path, cause: OSError) -> None:
+        super().__init__(f"the report was written to {report}, but its figures could not be written to {folder}: "
+                         f"{cause.strerror or cause}; choose a writable folder with --figures")
+        self.report = report

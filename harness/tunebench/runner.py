@@ -38,7 +38,6 @@ from tunebench.job import (
     GPU_SHARE_ENV,
     MEMORY_LIMIT_ENV,
     MEMORY_SHARE,
-    MIN_MEMORY_LIMIT,
     PARENT_PID_ENV,
     SETUP_TIMEOUT_S,
     WORKER_MODULE,
@@ -47,6 +46,7 @@ from tunebench.job import (
     run_fields,
 )
 from tunebench.quiet import quiet_environment
+from tunebench.settings import MIN_MEMORY_LIMIT
 from tunebench.store import Store
 from tunebench.suite import Search, Suite
 from tunebench.vocabulary import EventKind, FailureKind, RunStatus, TrialStatus, failure_kind
@@ -510,19 +510,26 @@ class Runner:
         time_left = (a.search_deadline or 0.0) - time.time()
         if a.killed and a.killed_phase == "search" and not a.kill_ends_search and time_left > RESUME_MIN_S:
             # a trial was stopped early (its cap, a hang): record it, and the search goes on
-            self.store.close_open_trials(run_id, TrialStatus.TIMEOUT, f"killed by the runner: {a.killed}",
-                                         finished_at=a.killed_at)
+            a.trials += self.store.close_open_trials(run_id, TrialStatus.TIMEOUT, f"killed by the runner: {a.killed}",
+                                                     finished_at=a.killed_at)
             return self._resume(a, run, extra_cpu_s=a.killed_cpu_s)
+        if (not a.killed and a.phase == "setup" and a.exit_code not in (0, 1) and a.crashes + 1 < MAX_CRASHES
+                and run["started_at"] is None):
+            # the process died before the search's clock started (a warm worker lost while the
+            # search loaded its data): the search starts afresh in a new process, nothing is lost
+            follow_up = self._launch(a.search, a.index, run_id=run_id, slot=a.slot)
+            follow_up.crashes = a.crashes + 1
+            return follow_up
         crashed = (not a.killed and a.phase == "search" and a.exit_code not in (0, 1)
                    and time_left > RESUME_MIN_S and a.crashes + 1 < MAX_CRASHES)
         if crashed:  # the search's process died (a crash, the OOM killer): its trial in flight failed
             why = _death(a) + " while this trial ran; the search went on in a fresh process"
             died = FailureKind.OOM if _out_of_memory(a) else FailureKind.CRASHED
-            self.store.close_open_trials(run_id, TrialStatus.FAILED, why, error_kind=died)
+            a.trials += self.store.close_open_trials(run_id, TrialStatus.FAILED, why, error_kind=died)
             return self._resume(a, run, crashes=a.crashes + 1)
         if a.killed and a.killed_phase == "search":  # the search's trials are kept: test its best
-            self.store.close_open_trials(run_id, TrialStatus.TIMEOUT, f"killed by the runner: {a.killed}",
-                                         finished_at=a.killed_at)
+            a.trials += self.store.close_open_trials(run_id, TrialStatus.TIMEOUT, f"killed by the runner: {a.killed}",
+                                                     finished_at=a.killed_at)
             gpus = len((run["hardware"] or {}).get("gpus", []))
             killed_at = a.killed_at or time.time()
             started = run["started_at"] or killed_at
@@ -543,7 +550,7 @@ class Runner:
             if a.crashes:
                 why += f" ({a.crashes + 1} times in a row)"
         now = time.time()
-        self.store.close_open_trials(run_id, TrialStatus.FAILED, why, finished_at=now, error_kind=kind)
+        a.trials += self.store.close_open_trials(run_id, TrialStatus.FAILED, why, finished_at=now, error_kind=kind)
         self.store.fail_run(run_id, why, stop_reason=run["stop_reason"] or "crashed",
                             finished_at=run["finished_at"] or now, completed_at=now)
         return Outcome(a.search, run_id, RunStatus.FAILED, why)
@@ -644,10 +651,18 @@ COLLAPSED = ("warning: the selected model gives every test image the same answer
              "benchmarks/diagnostics/dead_units.py shows whether its units died)")
 
 
+#: Said beside a finished multilabel search whose test images all carry the same label set.
+TRIVIAL = ("warning: every test image has the same labels, so a model that always answers them scores perfectly; "
+           "the score says nothing (check the dataset's label columns)")
+
+
 def _warning(run: Mapping[str, Any]) -> str:
-    """What a user should know about a finished search that succeeded: a collapsed model."""
+    """What a user should know about a finished search that succeeded: a collapsed model, or a
+    multilabel test split whose metric is trivially perfect."""
     metrics = run.get("test_metrics") or {}
-    return COLLAPSED if isinstance(metrics, dict) and metrics.get("collapsed") else ""
+    if not isinstance(metrics, dict):
+        return ""
+    return TRIVIAL if metrics.get("trivial") else COLLAPSED if metrics.get("collapsed") else ""
 
 
 def _death(a: _Active) -> str:

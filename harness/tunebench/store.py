@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tunebench.databases import DRIVER_PACKAGES, database_url
 from tunebench.errors import MissingDependencyError, StoreError, StoreURLError
 from tunebench.vocabulary import DISK_FULL_SIGNS, FailureKind, RunStatus, TrialStatus
 
@@ -93,6 +94,8 @@ runs = sa.Table(
     sa.Column("table", sa.JSON),
     # The strategy's own computing (its sampler), in seconds, over the search.
     sa.Column("sampler_seconds", sa.Float),
+    # What the cost model left out of the search's space before its clock started (`space_costs`).
+    sa.Column("space_costs", sa.JSON),
 )
 
 #: One row per search key being run or done by some runner: the lock that keeps two runners on one
@@ -217,6 +220,7 @@ class Store:
     """
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
+        url = database_url(url)
         self.url = url
         self.readonly = readonly
         self._absent: dict[str, set[str]] = {}
@@ -261,9 +265,11 @@ class Store:
             raise StoreURLError(f"--store {url!r} is not a database URL SQLAlchemy knows ({exc}); write it like "
                                 f"sqlite:////abs/path/tunebench.db or postgresql://user:password@host/dbname") from None
         except ModuleNotFoundError as exc:
-            extra = " (or pip install 'tunebench[postgres]')" if "psycopg" in (exc.name or "") else ""
-            raise MissingDependencyError(f"--store {url!r} needs the database driver '{exc.name}', which is not "
-                                         f"installed: pip install {exc.name}{extra}") from None
+            name = exc.name or "?"
+            package = DRIVER_PACKAGES.get(name.split(".")[0], name)
+            extra = " (or pip install 'tunebench[postgres]')" if "psycopg" in name else ""
+            raise MissingDependencyError(f"--store {url!r} needs the database driver '{name}', which is not "
+                                         f"installed: pip install {package}{extra}") from None
 
     def _inspect(self) -> None:
         """A read-only store: check it is one, and note the columns an older tunebench did not write."""

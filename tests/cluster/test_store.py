@@ -123,3 +123,31 @@ def test_lanes_of_one_search_get_distinct_trial_numbers_and_the_best_trial_wins(
     assert [stores[0].lane_done(run_id) for _ in range(2)] == [1, 2]
     for s in stores:
         s.close()
+
+
+@pytest.mark.slow
+def test_the_readmes_plain_postgresql_url_works_from_the_command_line(postgres_url, tmp_path):
+    """README writes `--store postgresql://...`: SQLAlchemy's default driver for that form is
+    psycopg 3, while the `postgres` extra installs psycopg2; the URL must still work as written, for
+    the store and for an Optuna strategy's `storage:`."""
+    from tests.conftest import TESTING_PLUGINS, tunebench, write_suite
+
+    plain = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    suite = write_suite(tmp_path / "suite.yaml", f"""
+budget: 8s
+max_epochs: 1
+first_trial: none
+datasets: [{{digits: {{limit: 300}}}}]
+model_families: [{{scripted: {{}}}}]
+strategies: [{{optuna_tpe: {{max_trials: 2, storage: "{plain}"}}}}]
+""")
+    result = tunebench("run", str(suite), "--store", plain, "--results", str(tmp_path / "results"),
+                       "--plugin", TESTING_PLUGINS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = Store(plain)
+    runs = store.runs()
+    assert len(runs) == 1 and runs[0]["status"] == "ok"
+    assert len(store.trials([runs[0]["id"]])) == 2
+    listed = tunebench("leaderboard", "--store", plain, "--format", "csv")
+    assert listed.returncode == 0 and "optuna_tpe" in listed.stdout
+    store.close()

@@ -79,6 +79,8 @@ class CSVManifest(SizedDataset):
         "label_separator": Option(str, "|", "separator between several labels in one cell"),
         "label_columns": Option((list, str), None, "one-hot label columns (0/1): their names, or auto for every "
                                 "0/1 column; replaces label_column"),
+        "label_values": Option(list, None, "the [positive, negative] cell values of one-hot label columns, when they "
+                               "are not 1 and 0, e.g. [yes, no] or [true, false]"),
         "delimiter": Option(str, ",", "the CSV's field delimiter"),
         "multilabel": Option(bool, None, "force the task kind (default: multilabel if any row has several labels)"),
         "first_label_only": Option(bool, False, "keep each row's first label: a multiclass task from a label list"),
@@ -105,6 +107,9 @@ class CSVManifest(SizedDataset):
         columns = self.options["label_columns"]
         if isinstance(columns, str) and columns != "auto":
             problems.append(f"label_columns must be a list of column names or auto, not {columns!r}")
+        values = self.options["label_values"]
+        if values is not None and (len(values) != 2 or len({str(v).strip().lower() for v in values}) != 2):
+            problems.append(f"label_values must be two different values, [positive, negative], not {values!r}")
         if problems:
             raise OptionsError(f"dataset '{self.name}' options are not valid:", problems)
 
@@ -169,11 +174,28 @@ class CSVManifest(SizedDataset):
             if template is not None:
                 path = template.replace("{}", path)
             if one_hot is not None:
-                labels = [c for c in one_hot if (row[c] or "").strip() not in ("", "0", "0.0")]
+                labels = [c for c in one_hot if self._one_hot(row[c], c, line)]
             else:
                 labels = self._labels(row[self.options["label_column"]] or "", line)
             rows.append((path, labels))
         return rows
+
+    def _one_hot(self, cell: str | None, column: str, line: int) -> bool:
+        """Whether a one-hot cell marks its label: 1 or 0 (1.0, 0.0; an empty cell is 0), or the
+        declared `label_values`. Anything else is an error: read as "not 0", a `yes`/`no` column
+        gave every row every label."""
+        text = (cell or "").strip().lower()
+        declared = self.options["label_values"]
+        if declared is not None:
+            positive, negative = (str(v).strip().lower() for v in declared)
+            if text in (positive, negative) or text == "":
+                return text == positive
+        elif text in ("1", "1.0", "0", "0.0", ""):
+            return text in ("1", "1.0")
+        expected = f"{declared[0]} or {declared[1]}" if declared else "1 or 0"
+        raise DataError(f"{self.csv_path}, line {line}: one-hot label column {column!r} holds {cell!r}, not "
+                        f"{expected}. Declare what the column's values mean with label_values: [positive, "
+                        f"negative] (e.g. [yes, no]), or list only 0/1 columns in label_columns")
 
     def _labels(self, cell: str, line: int) -> list[str]:
         """The labels in one cell: a list literal (`['Drama', 'Crime']`) or separated values."""
@@ -246,6 +268,8 @@ class CSVManifest(SizedDataset):
                         "multilabel" if self.is_multilabel else "multiclass")
 
     def check(self) -> list[str]:
+        if self.csv_path.is_dir():
+            return [f"{self.csv_path} is a folder, not a CSV file (option `path`: the CSV's own path)"]
         if not self.csv_path.is_file():
             return [f"CSV file {self.csv_path} does not exist (option `path`)"
                     + unset_variable_hint(self.options["path"])]
@@ -256,6 +280,12 @@ class CSVManifest(SizedDataset):
         problems = []
         if not rows:
             problems.append(f"{self.csv_path} has no row with a label to use ({self.manifest.read} rows read)")
+        labels = {label for _, labels in rows for label in labels}
+        every = sum(1 for _, row_labels in rows if set(row_labels) >= labels)
+        if rows and len(labels) > 1 and every == len(rows):
+            problems.append(f"{self.csv_path}: every one of the {len(rows)} rows has every label "
+                            f"({', '.join(sorted(labels)[:10])}): there is nothing to learn and any model scores "
+                            f"perfectly; check the label columns (and label_values)")
         classes = self.spec.class_names
         unknown = sorted({label for _, labels in rows for label in labels} - set(classes))
         if unknown:

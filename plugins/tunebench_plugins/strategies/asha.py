@@ -15,8 +15,17 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Any
 
-from tunebench import FixedHyperParameters, HyperParameters, Option, RandomHyperParameters, SearchStrategy, hookimpl
+from tunebench import (
+    FixedHyperParameters,
+    HyperParameters,
+    Option,
+    OptionsError,
+    RandomHyperParameters,
+    SearchStrategy,
+    hookimpl,
+)
 
 
 class ASHA(SearchStrategy):
@@ -32,6 +41,20 @@ class ASHA(SearchStrategy):
                       minimum=2),
         "reuse_weights": Option(bool, True, "a promoted trial continues its model; false trains it from scratch"),
     }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        top = self.options["max_epochs"]
+        if top is not None and self.options["min_epochs"] > top:
+            raise OptionsError("asha options are not valid:", [
+                f"min_epochs ({self.options['min_epochs']}) is more than max_epochs ({top}): the lowest rung "
+                f"cannot train more epochs than the highest"])
+
+    def check(self, max_epochs):
+        top = self.options["max_epochs"] or max_epochs
+        if top is not None and self.options["min_epochs"] > top:
+            return [f"min_epochs ({self.options['min_epochs']}) is more than the suite's max_epochs ({top})"]
+        return []
 
     def rungs(self, ctx) -> list[int]:
         """The epochs of each rung, lowest first."""
@@ -70,10 +93,12 @@ class ASHA(SearchStrategy):
                 bisect.insort(self._rungs[k], (-t.score, t.number, t))
         self._scanned = len(trials)
 
+    _rungs: list[list[tuple[float, int, Any]]]
+
     def search(self, ctx):
         self._promoted: set[int] = set()  # continued by a later trial, or promoted from scratch by this lane
         rungs = self.rungs(ctx)
-        self._rungs: list[list] = [[] for _ in rungs]
+        self._rungs = [[] for _ in rungs]
         self._scanned = 0
         reuse = self.options["reuse_weights"]
         for number in self.trial_numbers(ctx):

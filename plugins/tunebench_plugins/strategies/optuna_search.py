@@ -27,6 +27,7 @@ from tunebench import (
     SelectionRule,
     TrialPruned,
     TrialStatus,
+    database_url,
     hookimpl,
     optuna_distribution,
     require,
@@ -105,6 +106,7 @@ class OptunaSearch(SearchStrategy):
         optuna = require("optuna", purpose=f"strategy '{self.name}'")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage, name = self.options["storage"], self.options["study_name"] or f"tunebench-{ctx.search_key}"
+        storage = database_url(storage) if storage else storage  # postgresql:// with the driver that is installed
         if storage is None and ctx.lanes > 1:
             storage, name = shared_storage(optuna, ctx), self.options["study_name"] or f"tunebench-run-{ctx.run_id}"
         seed = ctx.seed if ctx.lane == 0 else ctx.seed + 7919 * ctx.lane

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tunebench import FixedHyperParameters, Option, RandomHyperParameters, SearchStrategy, hookimpl
+from tunebench import FixedHyperParameters, Option, OptionsError, RandomHyperParameters, SearchStrategy, hookimpl
 
 
 class PBT(SearchStrategy):
@@ -27,12 +27,21 @@ class PBT(SearchStrategy):
         "max_epochs": Option(int, None, "epochs a member trains in all (default: the suite's max_epochs, or 8)",
                              minimum=1),
         "quantile": Option(float, 0.25, "bottom fraction that copies the top fraction", minimum=0.0, maximum=0.5),
-        "perturb": Option(list, ["learning_rate"], "numeric hyperparameters that explore perturbs (x0.8 or x1.2)"),
+        "perturb": Option(list, None, "numeric hyperparameters that explore perturbs (x0.8 or x1.2); default: "
+                                      "learning_rate, or where the space has none, every numeric one not pinned"),
     }
 
     def search(self, ctx):
         rng = np.random.default_rng((ctx.seed, 7919))
         space = ctx.space()
+        numeric = [n for n, p in space.items() if p.kind in ("float", "int") and n not in ctx.pins]
+        self.perturbed = self.options["perturb"] or (["learning_rate"] if "learning_rate" in numeric else numeric)
+        bad = [f"'{n}' ({'a ' + space[n].kind + ', not a number' if n in space else 'not declared'})"
+               for n in self.perturbed if n not in space or space[n].kind not in ("float", "int")]
+        if bad:
+            raise OptionsError("pbt options are not valid:", [
+                f"perturb names {', '.join(bad)}: PBT could never explore it; choose among the numeric "
+                f"hyperparameters the model family declares: {', '.join(numeric)}"])
         numbers = self.trial_numbers(ctx)
         top_epochs = self.options["max_epochs"] or ctx.max_epochs or 8
         interval = self.options["interval"]
@@ -73,7 +82,7 @@ class PBT(SearchStrategy):
 
     def explore(self, params, space, rng):
         """Multiply each numeric hyperparameter in `perturb` by 0.8 or 1.2, within its range."""
-        for name in self.options["perturb"]:
+        for name in self.perturbed:
             param = space.get(name)
             if param is None or name not in params or param.kind not in ("float", "int"):
                 continue

@@ -94,10 +94,10 @@ class LCBench(Table):
         """The surrogate's outputs, (configs, epochs, outputs), for every epoch of each configuration."""
         code = self._encoding[str(task)]
         values = np.array([[float(c[name]) for name in INPUTS[1:]] for c in configs], np.float32)
-        x_cont = np.empty((len(configs), EPOCHS, len(INPUTS)), np.float32)
-        x_cont[:, :, 0] = np.arange(1, EPOCHS + 1, dtype=np.float32)
-        x_cont[:, :, 1:] = values[:, None, :]
-        x_cont = x_cont.reshape(-1, len(INPUTS))
+        grid = np.empty((len(configs), EPOCHS, len(INPUTS)), np.float32)
+        grid[:, :, 0] = np.arange(1, EPOCHS + 1, dtype=np.float32)
+        grid[:, :, 1:] = values[:, None, :]
+        x_cont = grid.reshape(-1, len(INPUTS))
         x_cat = np.full((len(x_cont), 1), code, np.int32)
         out = self._session.run(None, {"x_cat": x_cat, "x_cont": x_cont})[0]
         return out.reshape(len(configs), EPOCHS, len(OUTPUTS))
