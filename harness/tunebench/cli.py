@@ -152,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", default="32x32x3", metavar="HxWxC",
                    help="with `show` for a model family: the image shape its search space is shown for")
     p.add_argument("--classes", type=int, default=10, metavar="K", help="with `show`: classes of that data")
+    p.add_argument("--train-size", type=int, default=10_000, metavar="N",
+                   help="with `show`: training images of that data (the epochs scale with it; default 10000)")
     return parser
 
 
@@ -169,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         _check_results(args)
+        _check_arguments(args)
         return int(COMMANDS[args.command](args) or 0)
     except TunebenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -176,12 +179,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume where it stopped", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            print("\nstopped (SIGTERM): run the same command again to resume where it stopped", file=sys.stderr)
+        raise
+    except BrokenPipeError:  # `tunebench trials --format csv | head -1`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a store that fails under us (corrupt pages, a full disk) is the user's to fix
         described = _store_problem(exc, args)
         if described is None:
             raise
         print(f"error: {described}", file=sys.stderr)
         return 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check: counts, folders, contradictions, environment variables. Each is a
+    user error (exit 2) saying what to write instead."""
+    from tunebench import environment
+
+    problems = environment.problems()
+    for name in ("workers", "trials_per_gpu", "max_retries"):
+        value = getattr(args, name, None)
+        if value is not None and value < (0 if name == "max_retries" else 1):
+            problems.append(f"--{name.replace('_', '-')} must be at least {0 if name == 'max_retries' else 1}, "
+                            f"not {value}")
+    port = getattr(args, "port", None)
+    if port is not None and not 1 <= port <= 65535:
+        problems.append(f"--port must be between 1 and 65535, not {port}")
+    data = getattr(args, "data_dir", None)
+    if data and not Path(data).expanduser().is_dir():
+        problems.append(f"--data-dir {data} is not a folder" + (" (it is a file)" if Path(data).exists() else
+                                                               " (it does not exist)"))
+    both = set(getattr(args, "plugin", None) or []) & set(getattr(args, "disable_plugin", None) or [])
+    if both:
+        problems.append(f"--plugin and --disable-plugin both name {', '.join(sorted(both))}: keep one")
+    if getattr(args, "pareto", False) and getattr(args, "format", None) == "latex":
+        problems.append("--pareto prints the fronts as table, md, csv or json, not latex")
+    if getattr(args, "pareto", False) and getattr(args, "strategies", False):
+        problems.append("--pareto and --strategies print different things: give one")
+    if problems:
+        raise UsageError("\n  ".join(["the command cannot run as given:", *problems]))
 
 
 def _check_results(args: argparse.Namespace) -> None:
@@ -215,6 +255,19 @@ def _catalog(args: argparse.Namespace) -> Any:
     catalog = load_plugins(tuple(args.plugin))
     for broken in catalog.broken:
         print(f"warning: {broken.warning}", file=sys.stderr)
+    import difflib
+
+    def hint(name: str) -> str:
+        close = difflib.get_close_matches(name, catalog.installed, n=1)
+        return f" (did you mean '{close[0]}'?)" if close else ""
+
+    typed = [n for n in catalog.unmatched if n in args.disable_plugin]
+    if typed:
+        raise UsageError("--disable-plugin " + ", ".join(f"'{n}'{hint(n)}" for n in typed) + " matches no "
+                         "installed plugin or package; `tunebench plugins` lists them")
+    for name in catalog.unmatched:
+        print(f"warning: {DISABLE_ENV} names '{name}'{hint(name)}, which matches no installed plugin or "
+              f"package", file=sys.stderr)
     return catalog
 
 
@@ -240,17 +293,13 @@ def _run(args: argparse.Namespace, warm: Any) -> int:
     catalog = _catalog(args)
     suite = load_suite(args.suite, catalog, budget=args.budget, datasets_only=args.dataset,
                        model_families_only=args.model_family)
-    if args.workers is not None and args.workers < 1:
-        raise TunebenchError("--workers must be at least 1")
-    if args.trials_per_gpu < 1:
-        raise TunebenchError("--trials-per-gpu must be at least 1")
     if args.backend:
         suite = dataclasses.replace(suite, backends=tuple(dict.fromkeys(args.backend)))
-    store = Store.open(args.results, args.store)
     suite = suite.select(datasets=args.dataset, model_families=args.model_family, strategies=args.strategy)
     searches = suite.searches()
-    if not searches:
-        raise TunebenchError("the --dataset / --model-family / --strategy filters leave no search to run")
+    if not searches:  # before the store: a run that runs nothing creates nothing
+        raise UsageError("the --dataset / --model-family / --strategy filters leave no search to run")
+    store = Store.open(args.results, args.store)
     budget = args.budget or (_dur(suite.budget_s) if suite.budget_s is not None else "by the rule")
     print(f"suite '{suite.name}': {len(searches)} searches, budget {budget} each, "
           f"results in {args.results}", file=sys.stderr)
@@ -317,6 +366,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tunebench.suite import load_suite
 
     suite = load_suite(args.suite, _catalog(args), budget=args.budget)
+    for warning in suite.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     searches = suite.searches()
     real = [s for s in searches if not s.simulated]
     parts = []
@@ -376,12 +427,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if target.is_dir():
         raise UsageError(f"--out {target} is a folder; give the report's file name, e.g. {target / 'report.html'}")
     store = _open_existing(args)
+    if args.figures and Path(args.figures).exists() and not Path(args.figures).is_dir():
+        raise UsageError(f"--figures {args.figures} is a file; give a folder for the PNG files")
     try:
         out = report.write(store, target, figures_dir=args.figures, mix=args.mix, **_filters(args))
+    except report.FiguresNotWritten as exc:
+        raise TunebenchError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
-                         + ("" if args.out else "; choose where with --out FILE")
-                         + (f" (or its figures to {args.figures})" if args.figures else "")) from None
+                         + ("" if args.out else "; choose where with --out FILE")) from None
     print(f"report written to {out}" + (f", its figures to {args.figures}/" if args.figures else ""))
     return 0
 
@@ -392,6 +446,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     require("optuna_dashboard", extra="dashboard", purpose="tunebench dashboard")
     store = _open_existing(args)
+    dashboard.check_address(args.host, args.port)
     print(f"tunebench dashboard: http://{args.host}:{args.port}/dashboard  ({store.url}; Ctrl-C stops it)",
           file=sys.stderr, flush=True)
     dashboard.serve(store, host=args.host, port=args.port)
@@ -528,6 +583,14 @@ def _show_plugin(catalog: Any, args: argparse.Namespace) -> int:
             print(f"\nsearch space on {space['input_shape']} images, {space['classes']} classes "
                   f"(hyperparameters declared by the default configuration; others appear with other values):")
             print(tabulate(space["params"], headers="keys", tablefmt="simple"))
+            epochs = space.get("epochs")
+            if epochs and epochs.get("fidelity"):
+                print(f"\nepochs: a fidelity, not drawn. On {space['train_size']:,} training images the family "
+                      f"default trains {epochs['default']} and a trial at most {epochs['most']}; both scale with "
+                      f"the square root of {space['reference_train_size']:,} / the training images "
+                      f"(--train-size). A multi-fidelity strategy gives each trial its epochs; the others get "
+                      f"as many as the trial's share of the budget fits, stopping on a plateau. Pin `epochs` "
+                      f"(or restrict it with `space:`) to search it instead.")
         print()
     return 0
 
@@ -551,20 +614,25 @@ def _family_space(info: Any, args: argparse.Namespace, catalog: Any) -> dict[str
                          f"e.g. 32x32x3") from None
     if args.classes < 2:
         raise UsageError("--classes must be at least 2")
+    if args.train_size < 1:
+        raise UsageError("--train-size must be at least 1")
     classes = tuple(f"class_{i}" for i in range(args.classes))
     if catalog.inline:  # a plugin no other process can load
         from tunebench.datasets import DataSpec
 
-        found = declared_space(info.cls(), DataSpec(shape, classes), count_params=True)
+        spec = DataSpec(shape, classes, train_size=args.train_size)
+        found = declared_space(info.cls(), spec, count_params=True)
         params = {n: [p.describe(), found.values[n], p.kind] for n, p in found.params.items()}
-        count = found.param_count
+        count, epochs = found.param_count, found.epochs
     else:
-        answer = declared_in_child([Request(info.name, {}, shape, classes)], catalog.modules)[0]
-        params, count = answer["params"], answer["param_count"]
+        answer = declared_in_child([Request(info.name, {}, shape, classes, train_size=args.train_size)],
+                                   catalog.modules)[0]
+        params, count, epochs = answer["params"], answer["param_count"], answer.get("epochs")
     rows = [{"hyperparameter": name, "range": what, "default": _shown(default, kind)}
             for name, (what, default, kind) in params.items()]
-    return {"input_shape": "x".join(map(str, shape)), "classes": args.classes, "default_params": count,
-            "params": rows}
+    return {"input_shape": "x".join(map(str, shape)), "classes": args.classes, "train_size": args.train_size,
+            "default_params": count, "params": rows, "epochs": epochs,
+            "reference_train_size": getattr(info.cls, "reference_train_size", None)}
 
 
 def _shown(value: Any, kind: str) -> Any:

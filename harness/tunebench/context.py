@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 
 #: Training images handed to `training.build_trial_model` to time a step: a whole batch up to this.
 ESTIMATE_SAMPLE = 256
+#: A budget-assigned trial's share is at least this many times what its first epoch is expected to need
+#: (tiny models spend most of a first epoch tracing their steps, which varies with the batch size).
+SHARE_FLOOR = 2.0
+#: What a first epoch's tracing is taken to need before a search has traced any (a small model's is
+#: 0.4-0.8 s on 2 CPU cores).
+FIRST_TRACING_S = 1.0
 
 
 class FatalTrialError(Exception):
@@ -53,6 +59,7 @@ class _Trial:
     started_wall: float
     t0: float
     deadline: float  # on the monotonic clock: the soonest of the search's, the trial cap and its share
+    hard_deadline: float = math.inf  # the soonest of the search's and the trial cap (no share)
     trial_id: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None  # the checkpoint it continues
@@ -65,6 +72,8 @@ class _Trial:
     model: Any = None
     settings: TrialSettings | None = None
     callback: Any = None  # training.TrialCallback, once training starts
+    share_end: bool = False  # its deadline is its share of the budget: stopping there is an ordinary end
+    patience: int | None = None  # stop after this many epochs without a better score
     param_count: int | None = None
     epoch_budget: int | None = None
     model_size: int | None = None
@@ -111,11 +120,13 @@ class TrialContext(SearchContext):
         self.default_trial: int | None = store.run(job.run_id)["default_trial"]
         self.first_number = 0 if self.default_trial is None else self.default_trial + 1
         self._best_score: float | None = max((t.score for t in history if t.score is not None), default=None)
-        #: The least time a trial of this search has needed from its start to its first batch end
-        #: (building, compiling, tracing): with less time left, no trial can train at all.
-        self._least_start_s: float | None = None
+        #: The times this search's trials needed from their start to their first batch end
+        #: (building, compiling, tracing): with less time left than a trial is expected to need
+        #: (`_expected_start_s`), no trial is started.
+        self._to_first_step: list[float] = []
         self._spent: Any = None  # the last trial's model, freed by `release` (see there)
         self._first_steps: list[float] = []  # seconds from `fit` to its first batch end (tracing), per trial
+        self._first_epochs: list[float] = []  # seconds from `fit` to the end of its first epoch, per trial
         #: The weights file this process keeps for each trial (the run's best, and the family default's).
         self._files: dict[int, Path] = {}
         #: The strategy's own computing between trials (`timings.sampler`): when the context last
@@ -162,6 +173,12 @@ class TrialContext(SearchContext):
     def default_values(self) -> dict[str, Any]:
         return dict(self.family.default_values(self.spec))
 
+    def default_epochs(self) -> int | None:
+        family = self.family
+        if family.epochs_searched:
+            return None
+        return min(family.epochs_for(self.spec), family.epoch_range(self.spec, self.max_epochs))
+
     def run_default_first(self) -> TrialRecord | None:
         """With `first_trial: defaults`, run the family's default configuration (its declared
         defaults and the suite's pins) as the search's first trial, before the strategy proposes
@@ -174,11 +191,11 @@ class TrialContext(SearchContext):
         self.store.update_run(self.run_id, default_val=record.score)
         return record
 
-    def _fair_share(self, now: float, *, default: bool) -> float | None:
-        """With `min_trials`, the deadline that leaves the scored trials still wanted after this one
-        their share of the time left (None when off, for the family default, which runs in full as
-        the baseline, or when no other scored trial is wanted)."""
-        wanted = self.search_options.min_trials
+    def _fair_share(self, now: float, *, default: bool, wanted: int | None = None) -> float | None:
+        """With `min_trials` (or `wanted`), the deadline that leaves the scored trials still wanted
+        after this one their share of the time left (None when off, for the family default, which
+        has its own share, or when no other scored trial is wanted)."""
+        wanted = wanted or self.search_options.min_trials
         if wanted is None or default:
             return None
         left = wanted - sum(1 for t in self._trials if t.score is not None)
@@ -187,8 +204,20 @@ class TrialContext(SearchContext):
         return now + self.budget.remaining() / left
 
     def _no_time(self) -> bool:
-        return self.budget.expired or (self._least_start_s is not None
-                                       and self.budget.remaining() < self._least_start_s)
+        expected = self._expected_start_s()
+        return self.budget.expired or (expected is not None and self.budget.remaining() < expected)
+
+    def _expected_start_s(self) -> float | None:
+        """What a trial is expected to need before its first batch end: the upper quartile of this
+        search's trials so far (the most of them, with fewer than four). A trial started with less
+        time left would reach its first step past the deadline (the runner kills a search that
+        overruns it), so none is started."""
+        seen = self._to_first_step
+        if not seen:
+            return None
+        if len(seen) < 4:
+            return max(seen)
+        return statistics.quantiles(seen, n=4)[2]
 
     def search_trials(self, *, curves: bool = True) -> tuple[TrialRecord, ...]:
         if self.lanes == 1:
@@ -247,13 +276,13 @@ class TrialContext(SearchContext):
             self._strategy_time()
         default = number == self.default_trial
         started_wall, t0 = time.time(), time.monotonic()
-        deadline = self.budget.trial_deadline(t0)
+        deadline = hard = self.budget.trial_deadline(t0)
         share = self._fair_share(t0, default=default)
         if share is not None and share < deadline:
             deadline = share
         hp.pin(self.pins).restrict(self.family.restrictions)
         trial = _Trial(number=number, hp=hp, default=default, seed=(self.seed * 100_003 + number) % (2**31 - 1),
-                       started_wall=started_wall, t0=t0, deadline=deadline)
+                       started_wall=started_wall, t0=t0, deadline=deadline, hard_deadline=hard)
         if default:
             trial.notes["family_default"] = True
         trial.timings["sampler"], self._sampler_s = round(self._sampler_s, 6), 0.0
@@ -289,13 +318,17 @@ class TrialContext(SearchContext):
         model, settings = training.build_trial_model(
             self.family, trial.hp, self.spec, self.options, max_epochs=self.max_epochs,
             epochs=None if trial.default else epochs, train_size=len(self._data.x_train),
-            sample=self._data.x_train[:ESTIMATE_SAMPLE])
+            sample=self._data.x_train[:ESTIMATE_SAMPLE],
+            # on record once its values are drawn: a trial killed while it compiles keeps them
+            on_built=lambda: self.store.update_trial(trial.trial_id, params=trial.hp.values))
         trial.model = model
         if trial.source is not None:
             reached, restored = training.load_checkpoint(model, trial.source)
             settings = dataclasses.replace(settings, initial_epoch=reached)
             trial.notes.update(resumed_from=trial.resumed_from, initial_epoch=reached,
                                optimizer_variables_restored=restored)
+        if settings.fidelity and epochs is None and trial.source is None:
+            settings = self._assign_epochs(trial, settings)
         trial.settings = settings
         trial.epoch_budget = settings.epochs
         trial.param_count = int(model.count_params())
@@ -314,6 +347,70 @@ class TrialContext(SearchContext):
                                 model_bytes=trial.model_size, notes=trial.notes)
         trial.timings["build"] = time.monotonic() - tb
 
+    def _assign_epochs(self, trial: _Trial, settings: TrialSettings) -> TrialSettings:
+        """The epochs of a trial whose epochs are a fidelity and whose strategy named none.
+
+        The family default trains its calibrated epochs (`default_epochs`), within its share of the
+        budget (`default_share`). Any other trial gets its share of the time left: the time left over
+        the scored trials still wanted (`min_trials`, by default `DEFAULT_MIN_TRIALS`), and as many
+        epochs as the estimate taken at build time fits there (all it may have without one), and
+        stops earlier on a validation plateau (`plateau_patience`). Stopping at an epoch's end
+        before its share is an ordinary end (`notes.stopped`)."""
+        from tunebench.settings import DEFAULT_MIN_TRIALS
+
+        now = time.monotonic()
+        trial.share_end = True
+        estimate = self._epoch_estimate(settings)
+        tracing = statistics.median(self._first_steps) if self._first_steps else 0.0
+        # never less than the trial's first epoch is expected to take (after tracing, with its
+        # validation pass; at least what this search's first epochs took, whose tracing the estimate
+        # cannot see, or a guess before there are any): a smaller share would only turn it away
+        need = (tracing or FIRST_TRACING_S) + (estimate or 0.0) * self.search_options.feasibility_margin
+        if self._first_epochs:
+            need = max(need, statistics.median(self._first_epochs))
+        floor = now + SHARE_FLOOR * need
+        if trial.default:
+            share = self.search_options.default_share
+            if share is not None and share < 1:
+                cap = max(trial.t0 + share * self.budget.seconds, floor)
+                if cap < trial.deadline:
+                    trial.deadline = cap
+                    trial.notes["default_share_s"] = round(cap - trial.t0, 2)
+            return dataclasses.replace(settings, epochs=max(1, min(settings.default_epochs or settings.epochs,
+                                                                   settings.epochs)))
+        trial.patience = self.search_options.plateau_patience or None
+        if self.search_options.min_trials is None:  # an explicit `min_trials` set the share at the trial's start
+            wanted = DEFAULT_MIN_TRIALS
+            most = self.job.strategy.options.get("max_trials")
+            if most:  # a strategy that stops at N trials wants no more than those (and the default)
+                wanted = min(wanted, int(most) + (self.default_trial is not None))
+            share = self._fair_share(now, default=False, wanted=wanted)
+            if share is not None:  # fewer trials than wanted fit in the time left: at least the floor
+                share = max(share, floor)
+            if share is not None and share < trial.deadline:
+                trial.deadline = share
+                trial.notes["min_trials_cap_s"] = round(share - trial.t0, 2)
+        epochs = settings.epochs
+        left = trial.deadline - now - tracing
+        if estimate:
+            epochs = int(max(1, min(settings.epochs, left // estimate)))
+        trial.notes["epochs_assigned"] = {"epochs": epochs, "most": settings.epochs, "share_s": round(left, 3),
+                                          "estimated_epoch_s": round(estimate, 4) if estimate else None}
+        return dataclasses.replace(settings, epochs=epochs)
+
+    def _epoch_estimate(self, settings: TrialSettings) -> float | None:
+        """An epoch and its validation pass, in seconds, from the step timed at build time (None
+        without one)."""
+        from tunebench import training
+
+        step = settings.extra.get("step_seconds")
+        if not step:
+            return None
+        step = float(step)
+        n = len(self._data.x_train)
+        train = step * math.ceil(n / max(1, settings.batch_size))
+        return train * (1 + training.VALIDATION_COST * len(self._data.x_val) / max(1, n))
+
     def _train(self, trial: _Trial, report: EpochReport | None, checkpoint: bool) -> None:
         """Train under the trial's deadline (unless the feasibility guard turns the draw away before
         training), recording each epoch as it ends; keep a checkpoint when asked and complete."""
@@ -323,6 +420,15 @@ class TrialContext(SearchContext):
         assert settings is not None
         # the time left once the training step is traced (the median of this search's trials so far)
         tracing = statistics.median(self._first_steps) if self._first_steps else 0.0
+        left = trial.hard_deadline - time.monotonic()  # the search's (or the trial cap's), not a share
+        if self._first_steps and left < tracing:
+            # built, but its first batch would end past its deadline: not trained, so that the search
+            # stops on time (a trial that outran it was killed, and its search with it)
+            trial.status, trial.error_kind = TrialStatus.TIMEOUT, FailureKind.DEADLINE
+            trial.error = (f"not started: {max(left, 0):.1f} s were left, and this search's trials have needed "
+                           f"{tracing:.1f} s from the start of training to their first step")
+            trial.notes["not_started"] = True
+            return
         verdict = training.prefit_verdict(
             settings.extra.get("step_seconds"), len(self._data.x_train), settings.batch_size,
             trial.deadline - time.monotonic() - tracing, guard.feasibility_margin) if guard.feasibility_guard else None
@@ -341,7 +447,8 @@ class TrialContext(SearchContext):
             save=lambda epoch: self._save(trial, epoch),
             guard=training.Guard(guard.feasibility_margin) if guard.feasibility_guard else None,
             on_progress=lambda: self.events.send(EventKind.PROGRESS, lane=self.lane),
-            val_ratio=len(self._data.x_val) / max(1, len(self._data.x_train)))
+            val_ratio=len(self._data.x_val) / max(1, len(self._data.x_train)),
+            share_end=trial.share_end, patience=trial.patience)
         tf = time.monotonic()
         try:
             self.family.fit(trial.model, self._data, settings, [callback], verbose=2 if self.job.verbose else 0)
@@ -407,6 +514,8 @@ class TrialContext(SearchContext):
                                                            FailureKind.INFEASIBLE)
         elif callback.timed_out:
             trial.status, trial.error_kind = TrialStatus.TIMEOUT, FailureKind.DEADLINE
+        if callback.ended is not None and trial.status == TrialStatus.OK:
+            trial.notes["stopped"] = callback.ended  # its share of the budget, or a plateau
 
     def _record(self, trial: _Trial) -> TrialRecord:
         """Close the trial's record, tell the runner, and hand the strategy its frozen record."""
@@ -415,10 +524,12 @@ class TrialContext(SearchContext):
         if callback is not None:
             trial.timings["first_epoch"] = callback.epoch_seconds[0] if callback.epoch_seconds else 0.0
             trial.timings["eval"] = callback.eval_seconds
+            if callback.epoch_seconds and trial.settings is not None and not trial.settings.initial_epoch:
+                self._first_epochs.append(callback.epoch_seconds[0])
             if callback.first_step_s is not None:
                 self._first_steps.append(callback.first_step_s)
                 trial.timings["to_first_step"] = trial.timings.get("build", 0.0) + callback.first_step_s
-                self._least_start_s = min(self._least_start_s or math.inf, trial.timings["to_first_step"])
+                self._to_first_step.append(trial.timings["to_first_step"])
             if callback.projection is not None:
                 trial.notes["feasibility"] = dict(callback.projection, stopped=bool(callback.infeasible))
         # a failed trial (its weights could not be written, say) never sets the bar either

@@ -51,7 +51,14 @@ class DeclaredSpace:
     unused_pins: tuple[str, ...] = ()
     unused_restrictions: tuple[str, ...] = ()
     pin_problems: tuple[str, ...] = ()
+    #: Pins that fit but lie outside what the family searches: warnings, not errors.
+    pin_notes: tuple[str, ...] = ()
+    #: For each pinned name the defaults never reach: the other hyperparameter's value that declares it.
+    parents: tuple[tuple[str, str], ...] = ()
     param_count: int | None = None
+    #: The training settings' epochs: {"fidelity": whether the harness assigns them, "most": the
+    #: most a trial may have on this data, "default": the family default's} (None if the build failed).
+    epochs: dict[str, Any] | None = None
     space_error: str | None = None
     error: str | None = None
 
@@ -62,7 +69,12 @@ class DeclaredSpace:
         found = [f"model family '{family}': {p}" for p in (*self.pin_problems, *filter(None, [self.space_error]))]
         named = [("pinned", n) for n in (self.unused_pins if unused is None else unused)]
         named += [("restricted (space)", n) for n in (self.unused_restrictions if unused is None else ())]
+        parents = dict(self.parents)
         for how, name in named:
+            if name in parents:
+                found.append(f"model family '{family}': {how} hyperparameter '{name}' is declared only when "
+                             f"{parents[name]}, which the pinned defaults do not reach; pin that too")
+                continue
             hint = difflib.get_close_matches(name, list(self.params), n=1)
             found.append(f"model family '{family}': {how} hyperparameter '{name}' is not one it declares ("
                          + (f"did you mean '{hint[0]}'? " if hint else "")
@@ -72,7 +84,8 @@ class DeclaredSpace:
 
 def declared_space(family: ModelFamily, spec: DataSpec, pins: Mapping[str, Any] | None = None,
                    max_epochs: int | None = None, *, hp: HyperParameters | None = None,
-                   count_params: bool = False, space: Mapping[str, Any] | None = None) -> DeclaredSpace:
+                   count_params: bool = False, space: Mapping[str, Any] | None = None,
+                   find_parents: bool = False) -> DeclaredSpace:
     """Build `family` once on data of `spec` with `hp`'s answers (its defaults when None), `pins` and
     the suite's restricted `space` (default: the family's own options for both), declare its
     training settings, and free the model. Nothing is trained.
@@ -86,10 +99,12 @@ def declared_space(family: ModelFamily, spec: DataSpec, pins: Mapping[str, Any] 
     hp = (hp or DefaultHyperParameters()).pin(dict(family.pins if pins is None else pins))
     hp.restrict(family.restrictions if space is None else space)
     hp.collect_pin_problems()
-    count, space_error, error = None, None, None
+    count, space_error, error, epochs = None, None, None, None
     try:
         model = family.build(hp, spec)
-        family.training(hp, spec, max_epochs)
+        settings = family.training(hp, spec, max_epochs)
+        epochs = {"fidelity": settings.fidelity, "most": settings.epochs,
+                  "default": settings.default_epochs if settings.fidelity else settings.epochs}
         if count_params:
             count = int(model.count_params())
         del model
@@ -99,12 +114,51 @@ def declared_space(family: ModelFamily, spec: DataSpec, pins: Mapping[str, Any] 
         error = f"{type(exc).__name__}: {exc}"
     finally:
         keras.backend.clear_session()
-    return DeclaredSpace(hp.params, hp.values, tuple(hp.unused_pins()), tuple(hp.unused_restrictions()),
-                         tuple(hp.pin_problems), count, space_error, error)
+    parents = (_parents(family, spec, dict(family.pins if pins is None else pins), hp, max_epochs)
+               if find_parents and hp.unused_pins() and error is None and space_error is None else ())
+    return DeclaredSpace(hp.params, hp.values, unused_pins=tuple(hp.unused_pins()),
+                         unused_restrictions=tuple(hp.unused_restrictions()), pin_problems=tuple(hp.pin_problems),
+                         pin_notes=tuple(hp.pin_notes), parents=parents, param_count=count, epochs=epochs,
+                         space_error=space_error,
+                         error=error)
+
+
+#: At most this many extra builds look for the hyperparameter a conditional pin depends on.
+PARENT_BUILDS = 12
+
+
+def _parents(family: ModelFamily, spec: DataSpec, pins: dict[str, Any], reference: HyperParameters,
+             max_epochs: int | None) -> tuple[tuple[str, str], ...]:
+    """For each pin the pinned defaults never declare, a value of another (unpinned, finite)
+    hyperparameter under which the family does declare it: `filters_3` needs `blocks = 4`."""
+    import keras
+
+    missing = set(reference.unused_pins())
+    found: dict[str, str] = {}
+    builds = 0
+    for name, param in reference.params.items():
+        if name in pins or not missing - set(found):
+            continue
+        for value in param.grid(6) if param.kind in ("choice", "boolean", "int") else ():
+            if value == reference.values[name] or builds >= PARENT_BUILDS:
+                continue
+            builds += 1
+            hp = DefaultHyperParameters().pin({**pins, name: value})
+            hp.collect_pin_problems()
+            try:
+                family.build(hp, spec)
+                family.training(hp, spec, max_epochs)
+            except Exception:  # this value does not build: it declares nothing
+                continue
+            finally:
+                keras.backend.clear_session()
+            for gone in missing - set(found) - set(hp.unused_pins()):
+                found[gone] = f"{name} = {value!r} (the pinned defaults give {reference.values[name]!r})"
+    return tuple(found.items())
 
 
 def pin_problems(checks: Sequence[tuple[str, ModelFamily, DataSpec]], *, plugins: Sequence[str] = (),
-                 in_child: bool = True) -> list[str]:
+                 in_child: bool = True, warnings: list[str] | None = None) -> list[str]:
     """Every problem with the pins of each (label, family, spec), as `tunebench validate` reports
     them, each once. The builds run in one child process (`declared_in_child`) when `in_child`
     (the families' plugins must be importable by module name there), else in this one."""
@@ -113,11 +167,17 @@ def pin_problems(checks: Sequence[tuple[str, ModelFamily, DataSpec]], *, plugins
         requests = [Request(family.name, dict(family.options), tuple(spec.input_shape), tuple(spec.class_names),
                             spec.task, spec.train_size, label=label)
                     for label, family, spec in checks]
-        answers = [a["problems"] for a in declared_in_child(requests, plugins)] if requests else []
+        replies = declared_in_child(requests, plugins) if requests else []
+        answers = [a["problems"] for a in replies]
+        notes = [n for a in replies for n in a.get("notes", [])]
     else:
-        answers = [declared_space(family, spec).problems(label) for label, family, spec in checks]
+        built = [(label, declared_space(family, spec, find_parents=True)) for label, family, spec in checks]
+        answers = [d.problems(label) for label, d in built]
+        notes = [f"model family '{label}': {n}" for label, d in built for n in d.pin_notes]
     for problems in answers:
         found.extend(p for p in problems if p not in found)
+    if warnings is not None:
+        warnings.extend(n for n in notes if n not in warnings)
     return found
 
 
@@ -198,10 +258,11 @@ def _serve_child() -> int:
     for r in (Request(**req) for req in raw["requests"]):
         family = catalog.model_families.get(r.family)(**r.options)
         spec = DataSpec(tuple(r.input_shape), tuple(r.class_names), r.task, r.train_size)  # type: ignore[arg-type]
-        found = declared_space(family, spec, None, r.max_epochs, count_params=True)
+        found = declared_space(family, spec, None, r.max_epochs, count_params=True, find_parents=True)
+        label = r.label or r.family
         answers.append({"params": {n: [p.describe(), found.values[n], p.kind] for n, p in found.params.items()},
-                        "param_count": found.param_count, "problems": found.problems(r.label or r.family),
-                        "error": found.error})
+                        "param_count": found.param_count, "epochs": found.epochs, "problems": found.problems(label),
+                        "notes": [f"model family '{label}': {n}" for n in found.pin_notes], "error": found.error})
     sys.stdout.write(json.dumps(answers, default=str) + "\n")
     return 0
 

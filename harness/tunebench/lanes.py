@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from tunebench import space_costs
 from tunebench.budget import Budget, allowed_overshoot
 from tunebench.context import TrialContext, drive
 from tunebench.errors import TunebenchError
@@ -87,6 +88,7 @@ def execute_lane(job: SearchJob, events: Events) -> str:
                 raise TunebenchError(f"lane 0 of run {job.run_id} did not start its search within "
                                      f"{SETUP_TIMEOUT_S:.0f} s")
             check_fingerprint(store, job.run_id, data.fingerprint)  # against lane 0's too
+            space_costs.for_search(job, store, family, strategy, data, fresh=False)  # lane 0's
         except Exception as exc:
             traceback.print_exc()
             print(f"lane {job.lane} of run {job.run_id} could not start: {exc}", flush=True)

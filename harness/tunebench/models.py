@@ -42,6 +42,13 @@ class TrialSettings:
     #: The epoch training starts from (a trial that continues an earlier one's model: `model.fit`'s
     #: `initial_epoch`); `epochs` stays the total.
     initial_epoch: int = 0
+    #: Epochs are a fidelity here, not a drawn hyperparameter: `epochs` is the most the data calls
+    #: for (`ModelFamily.epoch_range`), and the harness assigns each trial its own count (a
+    #: multi-fidelity strategy's `epochs=`, the family default's `default_epochs`, or the budget's
+    #: share for the rest). False when the suite pins or searches the epochs.
+    fidelity: bool = False
+    #: The family default's epochs on this data (`ModelFamily.epochs_for`), when `fidelity`.
+    default_epochs: int | None = None
 
 
 #: The name `TrialSettings` had before 0.2; kept for one release.
@@ -64,6 +71,9 @@ class ModelFamily(Configurable):
     #: An override of `fit` that trains in phases, or another model, sets it False: such trials then
     #: train from scratch.
     continues: ClassVar[bool] = True
+    #: Whether the search's cost-aware space may build this family's variants to estimate their
+    #: epochs (`tunebench.space_costs`); a family whose builds are slow or stateful sets False.
+    cost_model: ClassVar[bool] = True
 
     optimizers: ClassVar[Sequence[str]] = ("adam", "rmsprop", "sgd", "nadam")
     default_optimizer: ClassVar[str] = "adam"
@@ -78,14 +88,15 @@ class ModelFamily(Configurable):
         "params": Option(dict, None, "hyperparameter values pinned for every trial "
                                      "(e.g. {units: 512, optimizer: rmsprop})"),
         "space": Option(dict, None, "offer only these values of these hyperparameters, e.g. {learning_rate: "
-                                    "[0.001, 0.01], blocks: [1, 2]}: a grid to search, or to record as a table"),
+                                    "[0.001, 0.01], blocks: [1, 2]}: a grid to search, or to record as a table; "
+                                    "or bound a range: {units: {max: 256}}"),
     }
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         space = self.options.get("space") or {}
-        bad = [f"space: '{name}' must list at least one value, not {values!r}" for name, values in space.items()
-               if not isinstance(values, list) or not values]
+        bad = [f"space: '{name}' must list at least one value, or bound a range ({{max: 256}}), not {values!r}"
+               for name, values in space.items() if not _restriction_ok(values)]
         if bad:
             from tunebench.errors import OptionsError
 
@@ -107,19 +118,44 @@ class ModelFamily(Configurable):
 
     def training(self, hp: HyperParameters, spec: DataSpec, max_epochs: int | None = None) -> TrialSettings:
         """Declare and return the training settings. `max_epochs` is the suite's cap. The defaults
-        fit the data's size (`epochs_for`, `batch_size_for`)."""
-        top = self.epoch_range(spec, max_epochs)
+        fit the data's size (`epochs_for`, `batch_size_for`); the epochs are a fidelity
+        (`declare_epochs`)."""
+        epochs, fidelity = self.declare_epochs(hp, spec, max_epochs)
         low_lr, high_lr = self.learning_rate_range
         return TrialSettings(
             optimizer=hp.Choice("optimizer", list(self.optimizers), default=self.default_optimizer),
             learning_rate=hp.Float("learning_rate", low_lr, high_lr, log=True,
                                    default=self.default_learning_rate),
             batch_size=hp.Choice("batch_size", list(self.batch_sizes), default=self.batch_size_for(spec)),
-            # log scale: a draw of 3 epochs is as likely as one of 30, so that a search's trials are
-            # mostly short enough to be several
-            epochs=hp.Int("epochs", 1, top, log=True, default=min(self.epochs_for(spec), top)),
+            epochs=epochs,
             extra={"class_weight": hp.Boolean("class_weight", default=False)},
+            fidelity=fidelity, default_epochs=min(self.epochs_for(spec), epochs) if fidelity else None,
         )
+
+    #: The hyperparameters that count a trial's epochs. A suite that pins or restricts (`space:`)
+    #: one of them searches the epochs itself, as the reference experiments do; otherwise they are a
+    #: fidelity the harness assigns.
+    epoch_names: ClassVar[tuple[str, ...]] = ("epochs",)
+
+    @property
+    def epochs_searched(self) -> bool:
+        """Whether the suite pins or restricts the epochs (then a hyperparameter, not a fidelity)."""
+        return any(name in self.pins or name in self.restrictions for name in self.epoch_names)
+
+    def declare_epochs(self, hp: HyperParameters, spec: DataSpec, max_epochs: int | None = None,
+                       name: str = "epochs") -> tuple[int, bool]:
+        """A trial's epochs, and whether they are a fidelity.
+
+        By default the epochs are not drawn: this returns the most the data calls for
+        (`epoch_range`), and the harness gives each trial its own count (a multi-fidelity
+        strategy's rung, the family default's calibrated `epochs_for`, or as many as the trial's
+        share of the budget fits). A suite that pins `name` or restricts it with `space:` searches
+        it as an ordinary hyperparameter (log scale, default `epochs_for`)."""
+        top = self.epoch_range(spec, max_epochs)
+        if not self.epochs_searched:
+            return top, True
+        # log scale: a draw of 3 epochs is as likely as one of 30
+        return hp.Int(name, 1, top, log=True, default=min(self.epochs_for(spec), top)), False
 
     #: The training-set size `default_epochs` and `max_epochs` are meant for.
     reference_train_size: ClassVar[int] = 10_000
@@ -200,6 +236,14 @@ class ModelFamily(Configurable):
         return model.fit(*data.train, validation_data=data.validation,
                          epochs=settings.epochs, batch_size=settings.batch_size, class_weight=class_weight,
                          callbacks=callbacks, verbose=verbose, initial_epoch=settings.initial_epoch)
+
+
+def _restriction_ok(values: Any) -> bool:
+    """A `space:` entry: a non-empty list of values, or a mapping of `min` and/or `max` numbers."""
+    if isinstance(values, dict):
+        return bool(values) and set(values) <= {"min", "max"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values())
+    return isinstance(values, list) and bool(values)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -108,8 +108,19 @@ SEARCH_KEYS = {
     "record_test": "true or false: also score every trial's final model on the test split, for a table of the "
                    "configurations (`tunebench export-table`); strategies never see it",
     "min_trials": "a whole number >= 2: each trial (but the family default) may use at most the time left divided "
-                  "by the scored trials still wanted, so that one long draw cannot take the rest of the search",
+                  "by the scored trials still wanted, so that one long draw cannot take the rest of the search "
+                  "(default: 12 for trials whose epochs the budget assigns, off for the others)",
+    "default_share": "a share of the budget, above 0 and at most 1 (default 0.2): the most the family default's "
+                     "trial may take when its epochs are not pinned",
+    "plateau_patience": "a whole number >= 0 (default 3): a trial whose epochs the budget assigns stops after this "
+                        "many epochs without a better validation score (0: never)",
+    "cost_aware_space": "true or false (default true): before the search, leave out the values whose configuration "
+                        "cannot train one epoch within a trial's share of the budget (the run's notes say which)",
 }
+
+#: The scored trials a search wants when the suite does not say (`min_trials`), for the trials whose
+#: epochs the budget assigns: each gets its share of the time left over the trials still wanted.
+DEFAULT_MIN_TRIALS = 12
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,14 @@ class SearchSettings:
         sampler_time: on the simulated clock, `charged` adds a strategy's own computing time to the
             clock as a real run pays it; `apart` only reports it (`runs.sampler_seconds`), so that
             the same seed gives exactly the same search.
+        default_share: the most of the budget the family default's trial may take, when its epochs
+            are the harness's to assign (a fidelity: the suite neither pins nor searches them). It
+            trains its calibrated epochs and stops at an epoch's end before its share. None: no cap.
+        plateau_patience: a trial whose epochs the budget assigns stops after this many epochs
+            without a better validation score (0: never).
+        cost_aware_space: before the clock starts, leave out of the space every value whose
+            configuration (the defaults with that value) is estimated not to train one epoch and
+            validate within a trial's share of the budget (`tunebench.space_costs`).
         record_test: score every trial's final model on the test split too (`notes.test_score`,
             not seen by strategies), so that the store can be exported as a table whose every
             configuration has a test score (`tunebench export-table`). Off: only the selected
@@ -144,6 +163,9 @@ class SearchSettings:
     feasibility_margin: float = 1.0
     hang_timeout: float = 600.0
     min_trials: int | None = None
+    default_share: float | None = 0.2
+    plateau_patience: int = 3
+    cost_aware_space: bool = True
     record_test: bool = False
     sampler_time: Literal["charged", "apart"] = "charged"
 
@@ -152,7 +174,8 @@ class SearchSettings:
         """The search options among a suite's top-level keys; every problem is reported."""
         from tunebench.budget import parse_duration
 
-        problems: list[str] = []
+        problems: list[str] = [f"'{key}' is set to nothing (null); give it a value ({meaning}), or leave the key out"
+                               for key, meaning in SEARCH_KEYS.items() if key in raw and raw[key] is None]
         values: dict[str, Any] = {}
         first = raw.get("first_trial")
         if first is not None:
@@ -191,6 +214,26 @@ class SearchSettings:
                 values["min_trials"] = least
             else:
                 problems.append(f"'min_trials' must be a whole number of at least 2, not {least!r}")
+        share = raw.get("default_share")
+        if share is not None:
+            if (isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share)
+                    and 0 < share <= 1):
+                values["default_share"] = float(share)
+            else:
+                problems.append(f"'default_share' must be a share of the budget above 0 and at most 1 (0.2 is a "
+                                f"fifth), not {share!r}")
+        patience = raw.get("plateau_patience")
+        if patience is not None:
+            if isinstance(patience, int) and not isinstance(patience, bool) and patience >= 0:
+                values["plateau_patience"] = patience
+            else:
+                problems.append(f"'plateau_patience' must be a whole number of epochs, at least 0, not {patience!r}")
+        aware = raw.get("cost_aware_space")
+        if aware is not None:
+            if isinstance(aware, bool):
+                values["cost_aware_space"] = aware
+            else:
+                problems.append(f"'cost_aware_space' must be true or false, not {aware!r}")
         hang = raw.get("hang_timeout")
         if hang is not None:
             try:
@@ -213,6 +256,9 @@ class SearchSettings:
         (`hang_timeout_s`), so that their stores resume instead of running everything again."""
         return {("hang_timeout_s" if k == "hang_timeout" else k): v for k, v in self.to_mapping().items()}
 
+
+#: A search's process is never limited below this (TensorFlow itself needs about 0.6 GB of data).
+MIN_MEMORY_LIMIT = 2**30
 
 #: The suite's `resources:` keys and their meaning.
 RESOURCE_KEYS = {"cpus": "CPUs per search", "gpus": "GPUs per search (fractional packs searches on one)",
@@ -252,7 +298,13 @@ class Resources:
                 values[key] = float(value)
         if raw.get("memory") is not None:
             try:
-                values["memory_bytes"] = parse_size(raw["memory"])
+                memory = parse_size(raw["memory"])
+                if memory is not None and memory < MIN_MEMORY_LIMIT:
+                    problems.append(f"'resources': memory {raw['memory']} is less than a search's process needs to "
+                                    f"start (at least {MIN_MEMORY_LIMIT / 2**30:.0f} GiB: the frameworks alone take "
+                                    f"about 0.6 GB); give at least 1GiB")
+                else:
+                    values["memory_bytes"] = memory
             except ValueError as exc:
                 problems.append(f"'resources': memory: {exc}")
         return cls(**values), problems

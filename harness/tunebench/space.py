@@ -16,6 +16,7 @@ override whatever the strategy would have proposed, so one configuration can be 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -127,8 +128,10 @@ class HyperParameters(ABC):
         self._pins: dict[str, Any] = {}
         #: With `collect_pin_problems`, why pins did not fit their declarations (else they raise).
         self.pin_problems: list[str] = []
+        #: Pins that fit but lie outside what the family searches (a published value): worth a word.
+        self.pin_notes: list[str] = []
         self._collect = False
-        self._space: dict[str, tuple[Any, ...]] = {}
+        self._space: dict[str, tuple[Any, ...] | dict[str, Any]] = {}
 
     # -- declarations -------------------------------------------------------------------------
     def Int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False,
@@ -178,11 +181,14 @@ class HyperParameters(ABC):
         """The pinned values (a copy)."""
         return dict(self._pins)
 
-    def restrict(self, space: Mapping[str, Sequence[Any]]) -> HyperParameters:
-        """Offer only the listed values of these hyperparameters, whatever range the family
-        declares: each becomes a choice among its values (a suite's `space:`, a grid to search or to
-        record as a table). A pin of the same name still wins. Returns self."""
-        self._space.update({name: tuple(values) for name, values in space.items()})
+    def restrict(self, space: Mapping[str, Any]) -> HyperParameters:
+        """Offer only some values of these hyperparameters, whatever range the family declares (a
+        suite's `space:`, or what a search can afford). Per name, a list makes it a choice among
+        those values (a grid to search, or to record as a table); a mapping `{max: v}` (and/or
+        `{min: v}`) narrows a numeric range, or drops a numeric choice's values beyond it, keeping the
+        rest of the declaration. A pin of the same name still wins. Returns self."""
+        self._space.update({name: dict(values) if isinstance(values, Mapping) else tuple(values)
+                            for name, values in space.items()})
         return self
 
     def unused_restrictions(self) -> list[str]:
@@ -190,10 +196,12 @@ class HyperParameters(ABC):
         return sorted(set(self._space) - set(self._params))
 
     def _restricted(self, param: Param) -> Param:
-        """`param` as a choice among the suite's values for it, when the suite restricts it."""
+        """`param` as the suite (or the search's cost model) restricts it, when it does."""
         values = self._space.get(param.name)
         if values is None:
             return param
+        if isinstance(values, dict):
+            return _bounded(param, values.get("min"), values.get("max"))
         for value in values:
             if param.kind != "choice" and not _fits_kind(param, value):
                 raise SpaceError(f"space: '{param.name}' is {param.describe()}; {value!r} is not a value of its kind")
@@ -222,6 +230,9 @@ class HyperParameters(ABC):
         if param.name in self._pins:
             try:
                 value = _coerce_pin(param, self._pins[param.name])
+                if not param.contains(value):
+                    self.pin_notes.append(f"pinned '{param.name}': {value!r} is not among what the family searches "
+                                          f"({param.describe()}); it is used as given (a published value?)")
             except SpaceError as exc:
                 if not self._collect:
                     raise
@@ -236,6 +247,34 @@ class HyperParameters(ABC):
     @abstractmethod
     def _suggest(self, param: Param) -> Any:
         """The value the strategy proposes for a newly declared hyperparameter."""
+
+
+def _bounded(param: Param, low: Any, high: Any) -> Param:
+    """`param` with its numeric range (or a numeric choice's values) kept within [low, high]; the
+    default moves to the nearest value left. A bound that would leave nothing is ignored."""
+    def inside(v: Any) -> bool:
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (low is None or v >= low) and (high is None or v <= high))
+
+    if param.kind == "choice":
+        kept = tuple(v for v in param.values or ()
+                     if inside(v) or not isinstance(v, (int, float)) or isinstance(v, bool))
+        if not kept:
+            return param
+        default = param.default_value
+        if default not in kept:
+            default = min(kept, key=lambda v: abs(v - default)) if inside(kept[0]) else kept[0]
+        return dataclasses.replace(param, values=kept, default=default)
+    if param.kind not in ("int", "float"):
+        return param
+    new_low = param.low if low is None else max(param.low, low)
+    new_high = param.high if high is None else min(param.high, high)
+    if new_low > new_high:  # type: ignore[operator]
+        return param
+    default = min(max(param.default_value, new_low), new_high)
+    if param.kind == "int":
+        default = int(default)
+    return dataclasses.replace(param, low=new_low, high=new_high, default=default)
 
 
 def _fits_kind(param: Param, value: Any) -> bool:

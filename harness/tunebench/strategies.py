@@ -172,6 +172,12 @@ class SearchContext(ABC):
         defaults (`ModelFamily.default_values`); the suite's pins still apply on top."""
         return {}
 
+    def default_epochs(self) -> int | None:
+        """The family default's epochs on this data, when the epochs are a fidelity (the suite
+        neither pins nor searches them): what a strategy that re-runs the default configuration
+        (`fixed`) passes as `run_trial(..., epochs=)`. None otherwise."""
+        return None
+
     def run_default_first(self) -> TrialRecord | None:
         """The harness's own first trial (`first_trial: defaults`), before the strategy's; None where
         a context has none. Called by the harness, not by strategies."""
@@ -242,6 +248,9 @@ class SearchStrategy(Configurable):
     deterministic: ClassVar[bool] = True
     #: Whether several processes can run one search of this strategy at once (`parallel_trials`).
     parallel: ClassVar[bool] = False
+    #: Whether it draws configurations from the space (False: `fixed`): the search's cost-aware space
+    #: is estimated only for those that do.
+    explores: ClassVar[bool] = True
     #: A model family this strategy can only be paired with (its own search space), or None.
     #: The suite pairs the strategy with that family alone, adding it if the suite does not list it.
     model_family: ClassVar[str | None] = None
@@ -267,6 +276,11 @@ class SearchStrategy(Configurable):
     @abstractmethod
     def search(self, ctx: SearchContext) -> None:
         """Propose configurations and run them with `ctx.run_trial` until done or out of budget."""
+
+    def check(self, max_epochs: int | None) -> list[str]:
+        """Problems with this strategy's options in a suite whose trials may train at most
+        `max_epochs` epochs (None: no cap): reported when the suite is validated. None by default."""
+        return []
 
     def selection_rule(self) -> SelectionRule | None:
         """The rule this search selects its tested configuration by (validation only), or None for

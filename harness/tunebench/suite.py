@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ("tensorflow", "jax", "torch")
 TOP_LEVEL = {"name", "description", "budget", "trial_budget", "max_epochs", "seeds", "datasets",
-             "backend", "training", "resources", "model_families", "strategies", "tables", *SEARCH_KEYS}
+             "backend", "training", "resources", "model_families", "strategies", "tables", "protocol", *SEARCH_KEYS}
 #: `budget: rule`: a search on a table gets ⌈20 + 40·√d⌉ full evaluations of its d-dimensional space.
 BUDGET_RULE = "rule"
 SEEDS_KEY = "seeds"  # per-strategy seeds
+#: `min_trials` may not leave a trial less than this many seconds: what building and tracing take.
+MIN_TRIAL_S = 1.0
 LABEL_KEY = "as"
 BUDGET_KEY = "budget"  # per-strategy budget
 #: Options added after results were first stored: left out of a search's identity while at these
@@ -150,6 +152,10 @@ class Suite:
     #: selected task of each with its search budget: (table entry, task label, task, budget_s).
     tables: tuple[Entry, ...] = ()
     table_tasks: tuple[tuple[Entry, str, str, float], ...] = ()
+    #: The protocol the suite declares it follows (`protocols.PROTOCOLS`), checked when it is validated.
+    protocol: str | None = None
+    #: What validation noticed that is not an error (a pin outside what the family searches).
+    warnings: tuple[str, ...] = ()
 
     def families_for(self, strategy: Entry) -> list[Entry]:
         """The model families a strategy is paired with."""
@@ -374,10 +380,14 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
             problems.append(f"model family '{entry.label}': {problem}")
         if checked and paired and not found and specs and (instance.pins or instance.restrictions):
             pinned += [(entry.label, instance, spec) for spec in specs.values()]
+    warnings: list[str] = []
     if pinned:  # one build of each pinned family per dataset, in a guarded child process
         from tunebench.declared import pin_problems
 
-        problems.extend(pin_problems(pinned, plugins=catalog.modules, in_child=not catalog.inline))
+        problems.extend(pin_problems(pinned, plugins=catalog.modules, in_child=not catalog.inline,
+                                     warnings=warnings))
+    for entry, instance in strategies:
+        problems.extend(f"strategy '{entry.label}': {p}" for p in instance.check(max_epochs))
     family_labels = {e.label for e, _ in families} | {e.label for e, _ in tables}
     for entry, _ in strategies:
         for label in entry.only or ():
@@ -385,17 +395,39 @@ def parse_suite(raw: Any, catalog: Catalog, *, name: str = "suite", path: str = 
                 problems.append(f"strategy '{entry.label}': {PAIR_KEY} names '{label}', which is not a model "
                                 f"family label of this suite ({', '.join(sorted(family_labels))})")
 
+    if search_options.min_trials is not None:
+        budgets = [b for b in [budget_s, *(e.budget_s for e, _ in strategies)] if b is not None]
+        if budgets and min(budgets) / search_options.min_trials < MIN_TRIAL_S:
+            problems.append(f"'min_trials': {search_options.min_trials} trials in {min(budgets):g} s would give each "
+                            f"{min(budgets) / search_options.min_trials:.2f} s, less than a trial needs to start "
+                            f"({MIN_TRIAL_S:g} s to build and trace); ask for at most "
+                            f"{max(2, int(min(budgets) // MIN_TRIAL_S))} or give a longer budget")
+    protocol = raw.get("protocol")
+    if protocol is not None:
+        from tunebench.protocols import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            problems.append(f"'protocol' must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     if problems:
         raise SuiteError(f"suite {path} is not valid ({len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''}):", problems)
     if budget is not None:  # --budget wins over every budget in the file, per-strategy ones included
         strategies = [(replace(e, budget_s=None), i) for e, i in strategies]
-    return Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,
+    suite = Suite(name=suite_name, path=path, budget_s=budget_s, trial_budget_s=trial_budget_s,
                  max_epochs=max_epochs, seeds=tuple(seeds), datasets=tuple(e for e, _ in datasets),
                  model_families=tuple(e for e, _ in families), strategies=tuple(e for e, _ in strategies),
                  description=str(raw.get("description", "")), implied_families=tuple(e for e, _ in implied),
                  backends=backends, training=training, options=search_options, resources=resources,
-                 tables=tuple(e for e, _ in tables), table_tasks=tuple(table_tasks))
+                 tables=tuple(e for e, _ in tables), table_tasks=tuple(table_tasks), protocol=protocol,
+                 warnings=tuple(warnings))
+    if protocol is not None:
+        from tunebench.protocols import PROTOCOLS, suite_lacks
+
+        lacks = suite_lacks(suite, PROTOCOLS[protocol])
+        if lacks:
+            raise SuiteError(f"suite {path} declares `protocol: {protocol}` but does not follow it "
+                             f"({PROTOCOLS[protocol].describe()}):", lacks)
+    return suite
 
 
 def _table_tasks(tables: list[tuple[Entry, Any]], budget_s: float | None, problems: list[str], *,
@@ -544,7 +576,8 @@ def _entries(raw: Mapping[str, Any], section: str, registry: Registry[Any],
         entry = Entry(name=name, options=dict(instance.options), label=label,
                       requires=getattr(type(instance), "model_family", None), budget_s=entry_budget, only=only,
                       seeds=entry_seeds)
-        identity = json.dumps(entry.identity(), sort_keys=True, default=str)
+        # the same plugin and options under another budget, seeds or pairing is another search
+        identity = json.dumps([entry.identity(), entry_budget, entry_seeds, only], sort_keys=True, default=str)
         if identity in identities:
             problems.append(f"{where} '{label}' repeats {section}[{identities[identity]}] with the same options")
             continue

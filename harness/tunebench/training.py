@@ -73,14 +73,24 @@ class TrialCallback(keras.callbacks.Callback):
         guard: stop the first epoch early when it is projected to end past the deadline.
         on_progress: called at most once a second while batches end (the runner's hang detection).
         val_ratio: validation images per training image, for the validation pass's expected time.
+        share_end: `deadline` is the trial's share of the budget (its epochs are the harness's to
+            assign): an epoch that cannot end before it is not started, and the trial ends there as
+            an ordinary end (`ended == "share"`), not a timeout.
+        patience: stop after this many epochs without a better score (`ended == "plateau"`), counted
+            within each `fit` call; None or 0: never.
     """
 
     def __init__(self, deadline: float, objective: str,
                  on_epoch: Callable[[int, Mapping[str, float], float, bool], None],
                  beat: float | None = None, *, save: Callable[[int], None] | None = None,
                  guard: Guard | None = None, on_progress: Callable[[], None] | None = None,
-                 val_ratio: float | None = None) -> None:
+                 val_ratio: float | None = None, share_end: bool = False, patience: int | None = None) -> None:
         super().__init__()
+        self.share_end = share_end
+        self.patience = patience or None
+        #: Why training ended before its epochs without a fault: "share" or "plateau".
+        self.ended: str | None = None
+        self._since_best = 0
         self.val_ratio = val_ratio
         self.deadline = deadline
         self.objective = objective
@@ -119,15 +129,21 @@ class TrialCallback(keras.callbacks.Callback):
     # -- clock ---------------------------------------------------------------------------------------
     def on_train_begin(self, logs: Any = None) -> None:
         self._fit_start = time.monotonic()
+        self._since_best = 0  # a second `fit` (a fine-tuning phase) gets its own patience
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch_start = time.monotonic()
         self._epoch = epoch
-        if self.guard is not None and self.epoch_seconds:
+        if (self.guard is not None or self.share_end) and self.epoch_seconds:
             # a later epoch that cannot end before the deadline would be cut there and thrown away:
             # stop now, and leave its time to the search (the epochs done so far are kept)
             typical = sum(self.epoch_seconds) / len(self.epoch_seconds)
-            if self._epoch_start + typical * self.guard.margin > self.deadline:
+            margin = self.guard.margin if self.guard is not None else 1.0
+            if self._epoch_start + typical * margin > self.deadline:
+                if self.share_end:  # the trial has had its share: an ordinary end
+                    self.ended, self._cut = "share", True
+                    self.model.stop_training = True
+                    raise TrialStopped()
                 self._stop()
 
     def _stop(self) -> None:
@@ -218,9 +234,11 @@ class TrialCallback(keras.callbacks.Callback):
         self.history.append(metrics)
         score = metrics.get(self.objective)
         saved = False
+        self._since_best += 1
         if score is not None and math.isfinite(score) and not self.non_finite:
             if self.best_score is None or score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch
+                self._since_best = 0
                 if self.beat is None or score > self.beat:
                     if self.save is not None:
                         self.save(epoch)
@@ -228,7 +246,13 @@ class TrialCallback(keras.callbacks.Callback):
                     self.beat = score
         total_epochs = (self.params or {}).get("epochs")
         if now >= self.deadline and total_epochs is not None and epoch + 1 < total_epochs:
-            self.timed_out = True
+            if self.share_end:
+                self.ended = "share"
+            else:
+                self.timed_out = True
+            self.model.stop_training = True
+        elif self.patience and self._since_best >= self.patience and not self.non_finite:
+            self.ended = "plateau"
             self.model.stop_training = True
         self.on_epoch(epoch, metrics, now - self._fit_start, saved)
 
@@ -359,8 +383,12 @@ def collapse(predicted: Any, truth: Any) -> dict[str, Any]:
 
     predicted, truth = np.asarray(predicted), np.asarray(truth)
     distinct = len(np.unique(predicted, axis=0)) if len(predicted) else 0
-    return {"predicted_distinct": int(distinct),
-            "collapsed": bool(distinct == 1 and len(np.unique(truth, axis=0)) > 1)}
+    found = {"predicted_distinct": int(distinct),
+             "collapsed": bool(distinct == 1 and len(np.unique(truth, axis=0)) > 1)}
+    if truth.ndim == 2 and len(truth):
+        # multilabel: a label set the same on every test image lets a constant answer score perfectly
+        found["trivial"] = bool(len(np.unique(truth, axis=0)) == 1)
+    return found
 
 
 def release(model: Any) -> None:
@@ -600,7 +628,8 @@ def _reference(family: ModelFamily, pins: Mapping[str, Any], spec: DataSpec,
 
 def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, options: ExecutionSettings, *,
                       max_epochs: int | None, train_size: int, epochs: int | None = None,
-                      weights: str | None = None, sample: Any = None) -> tuple[Any, TrialSettings]:
+                      weights: str | None = None, sample: Any = None,
+                      on_built: Callable[[], None] | None = None) -> tuple[Any, TrialSettings]:
     """Build one configuration's model, declare its training settings and compile it, as every
     trial and the test evaluation do.
 
@@ -610,20 +639,28 @@ def build_trial_model(family: ModelFamily, hp: HyperParameters, spec: DataSpec, 
         weights: a `.weights.h5` file to load before compiling (the test evaluation).
         sample: a few training images, to time a step for `steps_per_execution: auto` (the
             measurement is recorded in `settings.extra["step_seconds"]`).
+        on_built: called once the model is built and its hyperparameters all have their values
+            (before the step is timed and the model compiled).
 
     Raises:
         SpaceError: the suite pins a hyperparameter the family never declares.
     """
     model = family.build(hp, spec)
     settings = family.training(hp, spec, max_epochs)
+    if on_built is not None:
+        on_built()
     if epochs is not None:
         settings = dataclasses.replace(settings, epochs=int(epochs))
     if max_epochs is not None:
         settings = dataclasses.replace(settings, epochs=min(settings.epochs, max_epochs))
     unused = hp.unused_pins()
-    if unused:  # a conditional pin this draw does not reach is fine if the pinned defaults reach it
-        reference = _reference(family, hp.pins, spec, max_epochs)
-        never = [name for name in unused if name in reference.unused_pins]
+    if unused:
+        # A value this draw does not reach (a conditional hyperparameter: `filters_2` with 2 blocks)
+        # is fine if the family declares it at the suite's pinned defaults; a name it never declares
+        # there is a typo. The reference is built with the suite's pins, not the draw's (a grid
+        # pins every value it sets, `blocks: 1` among them).
+        reference = _reference(family, family.pins, spec, max_epochs)
+        never = [name for name in unused if name not in reference.params]
         if never:
             raise SpaceError("; ".join(reference.problems(family.name, never)))
     backend = keras.backend.backend()

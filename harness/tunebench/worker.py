@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunebench import environment, space_costs
 from tunebench.budget import Budget
 from tunebench.context import TrialContext, drive, history_of, out_of_collector_sight
 from tunebench.errors import TunebenchError
@@ -76,7 +77,12 @@ def execute(job: SearchJob, events: Events | None = None, *, finalize_after: boo
 
         run = store.run(job.run_id)
         cpu_before = float(run["cpu_seconds"] or 0.0) if resume else 0.0
-        if resume and run["started_at"] is not None:
+        resuming = resume and run["started_at"] is not None
+        try:  # what the search can afford, before its clock starts (or as it was recorded)
+            space_costs.for_search(job, store, family, strategy, data, fresh=not resuming)
+        except Exception as exc:  # an optimisation: the search goes on with the whole space
+            print(f"cost-aware space: not estimated ({type(exc).__name__}: {exc})", flush=True)
+        if resuming:
             started = float(run["started_at"])
             history = history_of(store, job.run_id)
         else:
@@ -146,6 +152,9 @@ def finalize(job: SearchJob, store: Store | None = None, *, data: Splits | None 
 
 
 def _finalize(job: SearchJob, store: Store, data: Splits | None, family: ModelFamily | None) -> str:
+    # a search the runner killed at its deadline could not free its trials' checkpoints: nothing will
+    # continue them now
+    shutil.rmtree(Path(job.artifact_dir) / "checkpoints", ignore_errors=True)
     run = store.run(job.run_id)
     rows = {t["number"]: t for t in store.trials([job.run_id])}
     best = rows.get(run["best_trial"]) if run["best_trial"] is not None else None
@@ -320,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
 
 #: A warm worker leaves (and the runner starts a fresh one) once its resident memory has grown by
 #: this many MiB over what it held after its first job, or after `RECYCLE_JOBS` jobs.
-RECYCLE_GROWTH_MB = float(os.environ.get("TUNEBENCH_WORKER_RECYCLE_MB", "1024"))
-RECYCLE_JOBS = int(os.environ.get("TUNEBENCH_WORKER_MAX_JOBS", "100"))
+RECYCLE_GROWTH_MB = environment.number("TUNEBENCH_WORKER_RECYCLE_MB")
+RECYCLE_JOBS = int(environment.number("TUNEBENCH_WORKER_MAX_JOBS"))
 
 
 def serve() -> int:

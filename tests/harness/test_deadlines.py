@@ -93,7 +93,8 @@ def test_a_draw_estimated_hopeless_at_build_time_is_not_trained_and_the_next_run
     store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=30, max_epochs=1,
                                   model_options={"params": {"epochs": 1, "batch_size": 32}},
                                   dataset_options={"limit": 1500}, strategy_options={"max_trials": 2},
-                                  search_options={"first_trial": "none"})
+                                  # the cost model would time the first step (the estimate patched here)
+                                  search_options={"first_trial": "none", "cost_aware_space": False})
     first, second = store.trials([run_id])[:2]
     assert first["status"] == "timeout" and first["error_kind"] == "infeasible"
     assert "before training" in first["error"] and "estimated" in first["error"]

@@ -16,7 +16,7 @@ from tunebench.errors import PluginError, UnknownPluginError
 from tunebench.registry import load_plugins
 
 BUILTINS = {"dataset": {"digits"}, "model family": {"mlp", "scratch_cnn"},
-            "search strategy": {"random", "optuna_tpe"}}
+            "search strategy": {"random", "optuna_tpe"}, "table": {"replay", "nas_bench_201", "lcbench", "hpobench"}}
 
 
 class Tiny(Dataset):

@@ -114,5 +114,9 @@ def test_collapse_counts_the_different_answers_and_needs_a_truth_with_several():
     assert collapse([2, 2, 2], [2, 2, 2]) == {"predicted_distinct": 1, "collapsed": False}  # one answer is right
     assert collapse([0, 2, 2], [0, 1, 2]) == {"predicted_distinct": 2, "collapsed": False}
     # multilabel: label sets, not labels
-    assert collapse([[1, 0], [1, 0]], [[1, 0], [0, 1]]) == {"predicted_distinct": 1, "collapsed": True}
-    assert collapse([[1, 0], [0, 1]], [[1, 0], [0, 1]]) == {"predicted_distinct": 2, "collapsed": False}
+    assert collapse([[1, 0], [1, 0]], [[1, 0], [0, 1]]) == {"predicted_distinct": 1, "collapsed": True,
+                                                             "trivial": False}
+    assert collapse([[1, 0], [0, 1]], [[1, 0], [0, 1]]) == {"predicted_distinct": 2, "collapsed": False,
+                                                             "trivial": False}
+    # multilabel with one label set for every image: a perfect score says nothing
+    assert collapse([[1, 1], [1, 1]], [[1, 1], [1, 1]])["trivial"] is True

@@ -196,7 +196,8 @@ def test_fine_tuning_unfreezes_the_top_layers_but_keeps_batch_norm_frozen():
     from tunebench.datasets import ArrayData, split_arrays
 
     spec = DataSpec((32, 32, 3), tuple("ab"))
-    family = Transfer(backbones=["mobilenet"], weights="none", resolutions=[32], alpha=0.25)
+    family = Transfer(backbones=["mobilenet"], weights="none", resolutions=[32], alpha=0.25,
+                      params={"epochs_frozen": 1, "epochs_fine_tune": 1})  # pinned: searched, not a fidelity
     hp = FixedHyperParameters({"epochs_frozen": 1, "epochs_fine_tune": 1, "unfreeze_layers": 12})
     model = family.build(hp, spec)
     settings = family.training(hp, spec)
@@ -303,4 +304,22 @@ def test_a_pinned_conditional_hyperparameter_is_fine_where_a_draw_does_not_reach
     assert len(built_for_reference) == 1  # the pinned defaults are built once, not once per draw
     typo = RandomHyperParameters((0, 0)).pin({**pins, "filterz_1": 16})
     with pytest.raises(SpaceError, match="filterz_1"):
+        build_trial_model(family, typo, spec, ExecutionSettings(), max_epochs=None, train_size=100)
+
+
+def test_a_grid_that_pins_a_conditional_parent_keeps_the_suites_conditional_pins():
+    """A grid pins every value it sets (`blocks: 1`): the suite's pin of `filters_2`, which only 3
+    blocks reach, is still fine (the reference is the suite's pinned defaults, not the draw's)."""
+    from tunebench.errors import SpaceError
+    from tunebench.settings import ExecutionSettings
+    from tunebench.space import FixedHyperParameters
+    from tunebench.training import build_trial_model
+
+    spec = DataSpec((32, 32, 3), tuple("ab"), train_size=100)
+    family = ScratchCNN(params={"filters_1": 64, "filters_2": 128}, space={"blocks": [1, 2, 3]})
+    hp = FixedHyperParameters({"blocks": 1, "learning_rate": 0.01}).pin(family.pins).restrict(family.restrictions)
+    model, _ = build_trial_model(family, hp, spec, ExecutionSettings(), max_epochs=None, train_size=100)
+    assert model.count_params() > 0 and "filters_2" not in hp.values
+    typo = FixedHyperParameters({"blocks": 1, "filterz_2": 8}).pin(family.pins)
+    with pytest.raises(SpaceError, match="filterz_2"):
         build_trial_model(family, typo, spec, ExecutionSettings(), max_epochs=None, train_size=100)

@@ -92,7 +92,6 @@ strategies: [{autokeras: {tuner: greedy, max_trials: 2}}]
     ({"optuna_tpe": {"pruner": "mean"}}, "option 'pruner' must be one of none, median"),
     ({"autokeras": {"tuner": "evolution"}}, "option 'tuner' must be one of greedy"),
     ({"kt_hyperband": {"factr": 3}}, "unknown option 'factr' (did you mean 'factor'?)"),
-    ({"grid": {}}, "option 'grid' must be set"),
 ])
 def test_strategy_options_are_checked_up_front(catalog, options, message):
     from tunebench.errors import SuiteError

@@ -101,6 +101,17 @@ def test_grid_runs_every_combination_in_order():
         GridSearch(grid={"x": []})
 
 
+def test_a_grids_epochs_are_each_trials_epoch_budget_and_an_unknown_entry_is_refused():
+    ctx = FakeContext(0, limit=100)
+    GridSearch(grid={"kind": ["a", "b"], "epochs": [1, 3]}).search(ctx)  # epochs: a fidelity, not in the space
+    assert [(t.params["kind"], t.epoch_budget) for t in ctx.trials] == [("a", 1), ("a", 3), ("b", 1), ("b", 3)]
+    assert all("epochs" not in t.params for t in ctx.trials)
+    with pytest.raises(OptionsError) as refused:
+        GridSearch(grid={"kind": ["a"], "depth": [1, 2]}).search(FakeContext(0))
+    assert "grid entry 'depth' is not a hyperparameter of this search's space (it declares: x, kind)" in str(
+        refused.value.problems)
+
+
 def test_optuna_storage_keeps_the_study_in_a_database(tmp_path):
     import optuna
 

@@ -57,13 +57,29 @@ class StrategyConformance:
         assert len(trials) >= 4, "the search stopped after a failed or NaN trial"
         assert [t["number"] for t in trials] == list(range(len(trials)))
         assert all(t["status"] != TrialStatus.RUNNING and t["finished_at"] for t in trials)
-        assert [t["status"] for t in trials[:4]] == ["ok", "failed", "nan", "ok"] or (
+        statuses = [t["status"] for t in trials]
+        assert statuses[:4] == ["ok", "failed", "nan", "ok"] or (
             # multi-fidelity strategies may stop an `ok` trial at its epoch budget: still ok
-            [t["status"] for t in trials[1:3]] == ["failed", "nan"])
+            statuses[1:3] == ["failed", "nan"]), [(t["status"], t["error"]) for t in trials]
         assert "ScriptedFailure" in trials[1]["error"]
         assert len([e for e in events.sent if e["event"] == "trial"]) == len(trials)
         assert run["n_trials"] == len(trials)
         assert run["best_trial"] is not None and run["test_score"] is not None
+
+    def test_continues_only_what_it_kept(self, tmp_path: Any) -> None:
+        """A strategy that continues trials (`run_trial(resume_from=N)`) continues only a trial it kept
+        (`checkpoint=True`) that completed its epochs, each from the epoch that trial reached; one
+        that never continues passes as it is."""
+        store, run_id, _ = self._run(tmp_path, [], budget_s=self.budget_s, max_epochs=4)
+        trials = {t["number"]: t for t in store.trials([run_id])}
+        for t in trials.values():
+            source = (t["notes"] or {}).get("resumed_from")
+            if source is None:
+                continue
+            kept = trials[source]
+            assert (kept["notes"] or {}).get("checkpoint"), f"trial {t['number']} continued {source}, never kept"
+            assert t["notes"]["initial_epoch"] == (kept["notes"] or {}).get("initial_epoch", 0) + kept["epochs_done"]
+            assert t["number"] > source
 
     def test_respects_the_budget(self, tmp_path: Any) -> None:
         budget = 3.0

@@ -8,14 +8,18 @@ anything (a poor trial, deterministically), `dead` trains from all-zero weights 
 never fire, so it answers one class for every image: a collapsed model, deterministically),
 `hang_after_epoch` completes its first epoch and hangs in its second, and `crash` kills its own
 process (as the kernel's out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
-(not builds) keeps the test evaluation, which only rebuilds, unaffected. The option `heavy: N`
+(not builds) keeps the test evaluation, which only rebuilds, unaffected; `hang_compile` hangs in
+the `compile` before its `fit` (after the trial's values are drawn; with `hang_marker`, once). The option `heavy: N`
 puts N full-resolution 3x3 convolutions of 32 filters before the dense layer: few parameters, many
-FLOPs, so each step is slow whatever the parameter count says.
+FLOPs, so each step is slow whatever the parameter count says. `costly: true` declares `filters`
+(8, 64 or 512, default 8) for one full-resolution convolution: a choice whose largest value costs
+about 60 times the default's FLOPs. `build_sleep` sleeps in every build of a trial.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from tunebench import (
@@ -33,7 +37,7 @@ from tunebench import (
     scaled_inputs,
 )
 
-BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash", "weak", "hang_after_epoch", "dead")
+BEHAVIOURS = ("ok", "fail", "nan", "hang", "slow", "crash", "weak", "hang_after_epoch", "dead", "hang_compile")
 
 
 class ScriptedFailure(RuntimeError):
@@ -52,6 +56,9 @@ class Scripted(ModelFamily):
         "then": Option(str, "ok", "behaviour once the script is used up", choices=BEHAVIOURS),
         "batch_sleep": Option(float, 0.05, "seconds slept after each batch by `slow`", minimum=0.0),
         "heavy": Option(int, 0, "full-resolution 3x3 convolutions (32 filters) before the dense layer", minimum=0),
+        "costly": Option(bool, False, "declare `filters` (8, 64, 512) for one full-resolution convolution"),
+        "build_sleep": Option(float, 0.0, "seconds slept in every build", minimum=0.0),
+        "hang_marker": Option(str, "", "a file `hang_compile` creates: it hangs only while the file is absent"),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -73,9 +80,25 @@ class Scripted(ModelFamily):
             x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
         if self.options["heavy"]:
             x = keras.layers.MaxPooling2D(4)(x)
+        if self.options["costly"]:
+            x = keras.layers.Conv2D(hp.Choice("filters", [8, 64, 512], default=8), 3, padding="same",
+                                    activation="relu")(x)
+        if self.options["build_sleep"]:
+            time.sleep(self.options["build_sleep"])
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(units, activation="relu")(x)
         return keras.Model(inputs, output_layer(spec, x), name="scripted")
+
+    def compile(self, model: Any, settings: TrialSettings, spec: DataSpec) -> None:
+        script = self.options["script"]
+        upcoming = script[self.fits] if self.fits < len(script) else self.options["then"]
+        marker = self.options["hang_marker"]
+        if upcoming == "hang_compile" and not (marker and Path(marker).exists()):
+            if marker:  # once only: a fresh process after the kill (and its test evaluation) goes on
+                Path(marker).touch()
+            while True:  # its values are drawn and on record; the runner's hang detection must end it
+                time.sleep(3600)
+        super().compile(model, settings, spec)
 
     def behaviour(self) -> str:
         script = self.options["script"]

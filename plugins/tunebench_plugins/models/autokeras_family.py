@@ -61,10 +61,11 @@ class AutoKerasImage(ModelFamily):
 
     def training(self, hp, spec, max_epochs=None):
         # AutoKeras declares `optimizer` and `learning_rate` itself while building.
-        top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))
+        epochs, fidelity = self.declare_epochs(hp, spec, max_epochs)  # a fidelity unless the suite pins or searches it
         return TrialSettings(optimizer="autokeras", learning_rate=float(hp.values.get("learning_rate", 0.0)),
-                                batch_size=hp.Choice("batch_size", [16, 32, 64], default=self.default_batch_size),
-                                epochs=hp.Int("epochs", 1, top, default=min(self.default_epochs, top)))
+                             batch_size=hp.Choice("batch_size", [16, 32, 64], default=self.default_batch_size),
+                             epochs=epochs, fidelity=fidelity,
+                             default_epochs=min(self.epochs_for(spec), epochs) if fidelity else None)
 
     def compile(self, model, settings, spec):
         # Keep AutoKeras's optimizer; use the harness's loss and metrics (integer labels, `accuracy`).
@@ -72,6 +73,7 @@ class AutoKerasImage(ModelFamily):
                       **settings.compile_options)
 
     continues = False  # its fit trains in its own way: a continued trial starts over
+    cost_model = False  # AutoKeras's graph: no variants built to estimate costs
 
     def fit(self, model, data, settings, callbacks, verbose=0):
         import numpy as np

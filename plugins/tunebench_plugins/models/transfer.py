@@ -43,20 +43,41 @@ class Transfer(backbones.BackboneFamily):
         hp.Int("unfreeze_layers", 0, len(base.layers), default=min(20, len(base.layers)))
         return keras.Model(inputs, output_layer(spec, x), name="transfer")
 
+    #: A suite that pins or restricts either phase's epochs searches them itself (the reference
+    #: experiments do); otherwise the trial's epochs are a fidelity the harness assigns, and
+    #: `fine_tune_share` splits them between the two phases.
+    epoch_names = ("epochs_frozen", "epochs_fine_tune")
+    default_epochs = 6  # 3 frozen + 3 fine-tuning at the reference size, scaled with the data
+
     def training(self, hp, spec, max_epochs=None):
-        top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))
-        frozen = hp.Int("epochs_frozen", 1, top, default=min(3, top))
-        fine = hp.Int("epochs_fine_tune", 0, top, default=min(3, top))
+        if self.epochs_searched:
+            top = self.max_epochs if max_epochs is None else max(1, min(self.max_epochs, max_epochs))
+            frozen = hp.Int("epochs_frozen", 1, top, default=min(3, top))
+            fine = hp.Int("epochs_fine_tune", 0, top, default=min(3, top))
+            epochs, fidelity, split = frozen + fine, False, {"epochs_frozen": frozen}
+        else:
+            epochs, fidelity = self.epoch_range(spec, max_epochs), True
+            split = {"fine_tune_share": hp.Float("fine_tune_share", 0.0, 0.8, default=0.5)}
         return TrialSettings(
             optimizer=hp.Choice("optimizer", list(self.optimizers), default=self.default_optimizer),
             learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, log=True, default=1e-3),
             batch_size=hp.Choice("batch_size", [16, 32, 64, 128], default=self.default_batch_size),
-            epochs=frozen + fine,
-            extra={"epochs_frozen": frozen, "unfreeze_layers": hp.values.get("unfreeze_layers", 0),
+            epochs=epochs,
+            extra={**split, "unfreeze_layers": hp.values.get("unfreeze_layers", 0),
                    "fine_tune_learning_rate": hp.Float("fine_tune_learning_rate", 1e-5, 1e-3, log=True, default=1e-4),
                    "fine_tune_optimizer": hp.Choice("fine_tune_optimizer", ["sgd", "adam", "rmsprop"], default="sgd"),
                    "class_weight": hp.Boolean("class_weight", default=False)},
+            fidelity=fidelity, default_epochs=min(self.epochs_for(spec), epochs) if fidelity else None,
         )
+
+    @staticmethod
+    def frozen_epochs(settings):
+        """Phase 1's epochs: pinned or searched, or the trial's assigned epochs less its fine-tuning share."""
+        extra = settings.extra
+        if "epochs_frozen" in extra:
+            return min(extra["epochs_frozen"], settings.epochs)
+        fine = int(round(settings.epochs * extra.get("fine_tune_share", 0.5)))
+        return max(1, settings.epochs - fine) if extra.get("unfreeze_layers", 0) > 0 else settings.epochs
 
     continues = False  # its fit trains in its own way: a continued trial starts over
 
@@ -64,7 +85,7 @@ class Transfer(backbones.BackboneFamily):
         import dataclasses
 
         extra = settings.extra
-        frozen = min(extra["epochs_frozen"], settings.epochs)
+        frozen = self.frozen_epochs(settings)
         phase1 = dataclasses.replace(settings, epochs=frozen)
         history = super().fit(model, data, phase1, callbacks, verbose)
         if settings.epochs <= frozen or extra["unfreeze_layers"] <= 0 or stopped(callbacks):

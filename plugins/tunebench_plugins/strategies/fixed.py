@@ -13,13 +13,15 @@ class Fixed(SearchStrategy):
     """Runs exactly one configuration: the family's defaults with its pinned `params` (re-runs a published setting)."""
 
     name = "fixed"
+    explores = False
     options_schema = {"repeats": Option(int, 1, "train the configuration this many times", minimum=1)}
 
     def search(self, ctx):
         # With `first_trial: defaults` the harness already ran this configuration as trial 0: it
         # counts as the first repeat. Trial numbers also carry the count across a resume.
         for number in ctx.trial_numbers(self.options["repeats"]):
-            ctx.run_trial(FixedHyperParameters(ctx.default_values()), number=number)
+            # the default's own epochs, as the harness's first trial trains them
+            ctx.run_trial(FixedHyperParameters(ctx.default_values()), number=number, epochs=ctx.default_epochs())
 
 
 @hookimpl

@@ -16,9 +16,10 @@ class GridSearch(SearchStrategy):
     parallel = True
     options_schema = {
         "grid": Option(dict, None, "hyperparameter name -> list of values, e.g. {learning_rate: [0.001, 0.01], "
-                                   "units: [32, 64]}; without it, every hyperparameter the model family (or "
-                                   "benchmark) declares and the suite does not pin, at `points` values each (a "
-                                   "choice at all its values; `space:` restrictions are choices)"),
+                                   "units: [32, 64]} (`epochs` there sets each trial's epochs where the "
+                                   "family trains epochs as a fidelity); without it, every hyperparameter the "
+                                   "model family (or benchmark) declares and the suite does not pin, at `points` "
+                                   "values each (a choice at all its values; `space:` restrictions are choices)"),
         "points": Option(int, 3, "values per numeric hyperparameter of the space's own grid (without `grid`)",
                          minimum=2),
         "shuffle": Option(bool, None, "visit the combinations in an order shuffled by the search's seed (default: "
@@ -62,6 +63,14 @@ class GridSearch(SearchStrategy):
             yield {n: values[n] for n in names}
 
     def search(self, ctx):
+        space = ctx.space()
+        # `epochs` in a grid of a family that trains epochs as a fidelity: each trial's epoch budget
+        fidelity = self.options["grid"] is not None and "epochs" in self.options["grid"] and "epochs" not in space
+        unknown = sorted(set(self.options["grid"] or ()) - set(space) - ({"epochs"} if fidelity else set()))
+        if unknown:
+            raise OptionsError("grid options are not valid:",
+                               [f"grid entry '{k}' is not a hyperparameter of this search's space (it declares: "
+                                f"{', '.join(space) or 'none'})" for k in unknown])
         combos = self.combinations(ctx)
         repeats = self.options["repeats"]
         first = ctx.first_number  # 1 when the family default ran as trial 0
@@ -73,7 +82,9 @@ class GridSearch(SearchStrategy):
                 if current is None:
                     return
                 done += 1
-            ctx.run_trial(FixedHyperParameters(current), number=number)
+            values = dict(current)
+            epochs = values.pop("epochs") if fidelity else None
+            ctx.run_trial(FixedHyperParameters(values), number=number, epochs=epochs)
 
 
 def _indices(total, rng):
