@@ -79,8 +79,8 @@ def interquartile_mean(runs: pd.DataFrame, resamples: int = 2000) -> pd.DataFram
 
     rows = []
     ok = runs[(runs["status"] == RunStatus.OK) & runs["test_score"].notna()] if not runs.empty else runs
-    cells = ["dataset_label", "model_label"]
-    several = ok.groupby(cells).ngroups > 1 if not ok.empty else False
+    cells = [c for c in ("dataset_label", "model_label") if c in ok.columns]  # none: one cell
+    several = bool(cells) and not ok.empty and ok.groupby(cells).ngroups > 1
     if several:
         span = ok.groupby(cells)["test_score"].agg(["min", "max"])
         low_high = span.reindex(pd.MultiIndex.from_frame(ok[cells])).to_numpy()
@@ -94,7 +94,8 @@ def interquartile_mean(runs: pd.DataFrame, resamples: int = 2000) -> pd.DataFram
         iqm = float(stats.trim_mean(scores, 0.25))
         low = high = math.nan
         if len(scores) >= 3 and np.ptp(scores) > 0:
-            strata = [g["value"].to_numpy(dtype=float) for _, g in group.groupby(cells)]
+            strata = ([g["value"].to_numpy(dtype=float) for _, g in group.groupby(cells)] if cells
+                      else [scores])
             draws = np.concatenate([s[rng.integers(0, len(s), size=(resamples, len(s)))] for s in strata], axis=1)
             boot = stats.trim_mean(draws, 0.25, axis=1)
             low, high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))

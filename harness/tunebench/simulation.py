@@ -493,11 +493,16 @@ def _start_worker(store_url: str, plugins: tuple[str, ...], log: str | None = No
     """A process that runs simulated searches: the plugins and the store, once. Its output (a
     strategy's traceback, what KerasTuner's TensorFlow prints as it loads) goes to `log`."""
     import os
+    import signal
 
     from tunebench.quiet import quiet_environment
     from tunebench.registry import load_plugins
     from tunebench.store import Store
 
+    # the parent stops the searches (Ctrl-C reaches the whole process group): a worker leaves
+    # SIGINT to it, and dies on SIGTERM rather than inherit the CLI's unwinding handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     quiet_environment()
     if log is not None:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -562,14 +567,20 @@ def run_searches(searches: list[Any], store_url: str, *, plugins: tuple[str, ...
     out = out or sys.stderr
     tty = hasattr(out, "isatty") and out.isatty()
     step = max(1, len(searches) // 10)
-    with tqdm(total=len(searches), desc="simulated searches", unit="search", file=out, disable=not tty,
-              smoothing=0.05) as bar, \
-            ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("fork"),
-                                initializer=_start_worker,
-                                initargs=(store_url, plugins, str(log) if log else None)) as pool:
-        for i, (search, done) in enumerate(zip(searches, pool.map(run_one, searches, chunksize=4)), 1):
-            bar.update()
-            if not tty and (i % step == 0 or i == len(searches)):
-                out.write(f"simulated searches: {i}/{len(searches)}\n")
-                out.flush()
-            yield search, done
+    pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("fork"),
+                               initializer=_start_worker, initargs=(store_url, plugins, str(log) if log else None))
+    try:
+        with tqdm(total=len(searches), desc="simulated searches", unit="search", file=out, disable=not tty,
+                  smoothing=0.05) as bar:
+            for i, (search, done) in enumerate(zip(searches, pool.map(run_one, searches, chunksize=4)), 1):
+                bar.update()
+                if not tty and (i % step == 0 or i == len(searches)):
+                    out.write(f"simulated searches: {i}/{len(searches)}\n")
+                    out.flush()
+                yield search, done
+    except BaseException:  # Ctrl-C, SIGTERM (as SystemExit): stop now, not after every search queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()

@@ -60,7 +60,7 @@ def test_every_strategy_runs_unchanged_on_the_simulated_clock_and_keeps_its_budg
             assert r["finished_at"] - r["started_at"] == pytest.approx(2.0 + cost * (r["epochs_done"]), abs=1e-6)
             assert r["epochs_done"] == r["epoch_budget"] - initial
         if r["params"]["x"] == 8 and r["status"] != TrialStatus.TIMEOUT and r["epoch_budget"] > 2:
-            assert r["status"] == TrialStatus.NAN and r["epochs_done"] == 2 - r["notes"].get("initial_epoch", 0)
+            assert r["status"] == TrialStatus.NAN and r["epochs_done"] == max(0, 2 - r["notes"].get("initial_epoch", 0))
         if r["params"]["x"] == 9 and r["status"] != TrialStatus.TIMEOUT:
             assert r["status"] == TrialStatus.FAILED and r["epochs_done"] == 0
     assert result.run["best_val"] == max(r["score"] for r in rows if r["score"] is not None
@@ -216,3 +216,61 @@ def test_a_suite_of_tables_runs_from_the_command_line_into_one_store_and_the_lea
     assert again.returncode == 0 and "simulated search" not in again.stderr  # finished: nothing runs again
     board = tunebench("leaderboard", "--results", str(tmp_path / "r"))
     assert "scripted_table/bowl" in board.stdout and "optuna_tpe" in board.stdout
+
+
+STUCK = '''
+import time
+
+from tunebench import SearchStrategy, hookimpl
+
+
+class Stuck(SearchStrategy):
+    """A sampler that never answers (a model fit that takes hours)."""
+
+    name = "stuck"
+
+    def search(self, ctx):
+        open(STARTED, "a").close()
+        while True:
+            time.sleep(0.1)
+
+
+@hookimpl
+def tunebench_register_search_strategies(registry):
+    registry.add(Stuck)
+'''
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_simulated_searches_now_not_after_every_search_queued(tmp_path, sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    started = tmp_path / "started"
+    (tmp_path / "stuck_plugin.py").write_text(f"STARTED = {str(started)!r}\n" + STUCK)
+    suite = write_suite(tmp_path / "stuck.yaml", "name: stuck\nbudget: 1h\nseeds: 6\ntables:\n  - scripted_table\n"
+                                                 "strategies:\n  - stuck\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "tunebench.cli", "run", str(suite), "--results",
+                             str(tmp_path / "r"), "--plugin", TESTING_PLUGINS, "--plugin", "stuck_plugin",
+                             "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(1200):  # room for a loaded machine: up to 2 minutes to load and start
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert started.exists(), proc.communicate(timeout=5)
+        proc.send_signal(getattr(signal, sig))  # only the parent: a scheduler's `kill`
+        _, err = proc.communicate(timeout=120)  # 12 queued searches of an hour each: it must not wait for them
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "run the same command again to resume" in err
