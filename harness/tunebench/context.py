@@ -127,6 +127,10 @@ class TrialContext(SearchContext):
         self._spent: Any = None  # the last trial's model, freed by `release` (see there)
         self._first_steps: list[float] = []  # seconds from `fit` to its first batch end (tracing), per trial
         self._first_epochs: list[float] = []  # seconds from `fit` to the end of its first epoch, per trial
+        #: seconds from a trial's start to the end of its first epoch (build, tracing, the epoch), per
+        #: trial trained from scratch: with less time left than the least of them, no trial can reach a
+        #: score, so none is started (it would only be turned away, counted against the strategy)
+        self._to_first_epoch: list[float] = []
         #: The weights file this process keeps for each trial (the run's best, and the family default's).
         self._files: dict[int, Path] = {}
         #: The strategy's own computing between trials (`timings.sampler`): when the context last
@@ -205,7 +209,9 @@ class TrialContext(SearchContext):
 
     def _no_time(self) -> bool:
         expected = self._expected_start_s()
-        return self.budget.expired or (expected is not None and self.budget.remaining() < expected)
+        least = min(self._to_first_epoch) if self._to_first_epoch else None
+        need = max(expected or 0.0, least or 0.0)
+        return self.budget.expired or (bool(need) and self.budget.remaining() < need)
 
     def _expected_start_s(self) -> float | None:
         """What a trial is expected to need before its first batch end: the upper quartile of this
@@ -526,6 +532,7 @@ class TrialContext(SearchContext):
             trial.timings["eval"] = callback.eval_seconds
             if callback.epoch_seconds and trial.settings is not None and not trial.settings.initial_epoch:
                 self._first_epochs.append(callback.epoch_seconds[0])
+                self._to_first_epoch.append(trial.timings.get("build", 0.0) + callback.epoch_seconds[0])
             if callback.first_step_s is not None:
                 self._first_steps.append(callback.first_step_s)
                 trial.timings["to_first_step"] = trial.timings.get("build", 0.0) + callback.first_step_s

@@ -7,7 +7,10 @@ estimated from that one by the ratio of their forward-pass FLOPs per image, coun
 from the built model (nothing is run), plus a fixed cost per step for its batch size. A value of a
 hyperparameter whose configuration (the defaults with that value) cannot train one epoch and
 validate within a trial's share of the budget is not offered to the strategy: a choice loses the
-value, an integer range its top. The defaults' own values always stay, and so does every value of
+value, an integer range its top. The limit is never below `DEFAULT_ALLOWANCE` times the default's
+own epoch: the default trains whatever the share, and each trial's share is at least twice its
+first epoch (`context.SHARE_FLOOR`), so a value that costs about what the default costs runs, and
+leaving it out would leave the strategy little but the default to draw. The defaults' own values always stay, and so does every value of
 a hyperparameter that does not change the model's FLOPs (a learning rate, an activation). What was
 left out, with each estimate, goes to the run's record (`runs.space_costs`), which a search that
 goes on in a fresh process, and every lane of it, reads back.
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 #: A training step's cost besides its images' FLOPs (dispatch, the optimizer's update of small
 #: tensors): what a batch size's number of steps adds to an epoch.
 STEP_OVERHEAD_S = 0.002
+#: Values whose epoch is within this factor of the default configuration's are always offered.
+DEFAULT_ALLOWANCE = 1.25
 #: At most this many variant builds, and this many seconds, per search.
 MAX_BUILDS = 60
 MAX_SECONDS = 15.0
@@ -52,7 +57,9 @@ class SpaceCosts:
         restrictions: per hyperparameter, what is still offered: a list of values (a choice) or
             `{"max": v}` (a range's new top), in the form of a suite's `space:`.
         removed: per hyperparameter, each value left out and its estimated epoch, in seconds.
-        share_s: the trial's share of the budget the estimates were held against.
+        share_s: the trial's share of the budget at the search's start.
+        limit_s: the epoch the estimates were held against: the share, or `DEFAULT_ALLOWANCE` times
+            the default's epoch where that is more.
         default_epoch_s: the default configuration's estimated epoch (with validation).
         builds, seconds: what the estimate cost.
         note: why nothing was estimated, when nothing was (no step time, a build that failed).
@@ -61,6 +68,7 @@ class SpaceCosts:
     restrictions: dict[str, Any] = field(default_factory=dict)
     removed: dict[str, dict[str, float]] = field(default_factory=dict)
     share_s: float = 0.0
+    limit_s: float | None = None
     default_epoch_s: float | None = None
     builds: int = 0
     seconds: float = 0.0
@@ -68,6 +76,7 @@ class SpaceCosts:
 
     def to_json(self) -> dict[str, Any]:
         return {"restrictions": self.restrictions, "removed": self.removed, "share_s": round(self.share_s, 2),
+                "limit_s": None if self.limit_s is None else round(self.limit_s, 2),
                 "default_epoch_s": None if self.default_epoch_s is None else round(self.default_epoch_s, 3),
                 "builds": self.builds, "seconds": round(self.seconds, 2), "note": self.note}
 
@@ -75,7 +84,7 @@ class SpaceCosts:
     def from_json(cls, raw: Mapping[str, Any] | None) -> SpaceCosts:
         raw = dict(raw or {})
         return cls(restrictions=dict(raw.get("restrictions") or {}), removed=dict(raw.get("removed") or {}),
-                   share_s=float(raw.get("share_s") or 0.0), default_epoch_s=raw.get("default_epoch_s"),
+                   share_s=float(raw.get("share_s") or 0.0), limit_s=raw.get("limit_s"), default_epoch_s=raw.get("default_epoch_s"),
                    builds=int(raw.get("builds") or 0), seconds=float(raw.get("seconds") or 0.0),
                    note=raw.get("note"))
 
@@ -85,7 +94,11 @@ class SpaceCosts:
             return (f"cost-aware space: every value fits a {self.share_s:.0f} s share"
                     + (f" ({self.note})" if self.note else "") + f"; {self.builds} builds, {self.seconds:.1f} s")
         parts = [f"{name}: {', '.join(str(v) for v in values)}" for name, values in self.removed.items()]
-        return (f"cost-aware space: left out (estimated epoch > the {self.share_s:.0f} s share) "
+        limit = self.limit_s if self.limit_s is not None else self.share_s
+        held = (f"the {self.share_s:.0f} s share" if limit <= self.share_s else
+                f"{limit:.0f} s: {DEFAULT_ALLOWANCE:g} x the default's {self.default_epoch_s or 0:.0f} s epoch, "
+                f"above the {self.share_s:.0f} s share")
+        return (f"cost-aware space: left out (estimated epoch > {held}) "
                 f"{'; '.join(parts)}; {self.builds} builds, {self.seconds:.1f} s")
 
 
@@ -227,6 +240,7 @@ def estimate(family: ModelFamily, spec: DataSpec, *, train_size: int, val_size: 
         return (train_size * per_flop_image * flops + math.ceil(train_size / batch) * STEP_OVERHEAD_S) * validation
 
     costs.default_epoch_s = epoch_s(flops0, batch0)
+    costs.limit_s = max(share_s, DEFAULT_ALLOWANCE * costs.default_epoch_s)
     queue = [(name, dict(defaults)) for name, param in params.items() if _worth(name, param, family.pins)]
     seen = {name for name, _ in queue}
     while queue:
@@ -235,7 +249,7 @@ def estimate(family: ModelFamily, spec: DataSpec, *, train_size: int, val_size: 
         def cost(value: Any, name: str = name, base: dict[str, Any] = base) -> float:
             return _cost(build, base, name, value, epoch_s, params, queue, seen, family.pins)
 
-        kept, removed = _afford(name, param, base, cost, share_s, deadline=start + time_limit,
+        kept, removed = _afford(name, param, base, cost, costs.limit_s, deadline=start + time_limit,
                                 builds=lambda: costs.builds)
         if removed:
             costs.removed[name] = {str(v): round(s, 2) for v, s in removed.items()}

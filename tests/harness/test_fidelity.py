@@ -164,6 +164,12 @@ def test_the_cost_model_leaves_out_a_value_that_cannot_train_an_epoch_in_a_share
     hp = FixedHyperParameters().restrict(family.restrictions)
     family.build(hp, spec)
     assert hp.params["filters"].values == (8, 64)
+    # a share below the default's own epoch: what costs about the default's epoch stays (1.25 x)
+    narrow = space_costs.estimate(family, spec, train_size=1000, val_size=200, share_s=0.05, sample=sample,
+                                  step_seconds=0.01)
+    assert narrow.limit_s == pytest.approx(space_costs.DEFAULT_ALLOWANCE * narrow.default_epoch_s)
+    assert narrow.restrictions["filters"] == [8]
+    assert "1.25 x the default's" in narrow.describe()
     # a wide share leaves everything
     assert not space_costs.estimate(family, spec, train_size=1000, val_size=200, share_s=1e6, sample=sample,
                                     step_seconds=0.01).removed
@@ -225,8 +231,24 @@ def test_no_trial_starts_that_is_expected_to_reach_its_first_step_past_the_deadl
     for k, trial in enumerate(trials[1:], 1):
         before = [t["timings"]["to_first_step"] for t in trials[:k] if "to_first_step" in t["timings"]]
         assert deadline - trial["started_at"] >= expected(before) - 0.3, (k, trial)
-    # and the search stopped because the next one could not: less was left than a trial needs
-    assert deadline - trials[-1]["finished_at"] < expected(needed) + 0.3
+    # and the search stopped because the next one could not: less was left than a trial needs (to
+    # reach its first step, or to end its first epoch as the quickest trial did)
+    least = min(t["timings"]["build"] + t["timings"]["first_epoch"] for t in trials if t["epochs_done"])
+    assert deadline - trials[-1]["finished_at"] < max(expected(needed), least) + 0.3
+
+
+def test_no_trial_starts_with_less_time_left_than_the_quickest_trial_needed_to_end_its_first_epoch(tmp_path):
+    """The same configuration again and again, each epoch about 1.5 s of scripted batches: the tail
+    of the budget is not spent on trials the guard could only turn away."""
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", strategy="fixed", budget_s=12, max_epochs=1,
+                                  dataset_options={"limit": 300}, model_options={"batch_sleep": 0.2},
+                                  strategy_options={"repeats": 100}, search_options={"first_trial": "none"})
+    run = store.run(run_id)
+    trials = store.trials([run_id])
+    deadline = run["started_at"] + run["budget_s"]
+    assert len(trials) >= 2 and all(t["status"] == "ok" for t in trials), [(t["status"], t["error"]) for t in trials]
+    least = min(t["timings"]["build"] + t["timings"]["first_epoch"] for t in trials)
+    assert deadline - trials[-1]["finished_at"] < least + 0.3 + trials[-1]["timings"].get("eval", 0.0)
 
 
 def test_a_trial_killed_while_it_compiles_keeps_its_drawn_values(tmp_path):
