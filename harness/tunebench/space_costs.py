@@ -10,10 +10,11 @@ validate within a trial's share of the budget is not offered to the strategy: a 
 value, an integer range its top. The limit is never below `DEFAULT_ALLOWANCE` times the default's
 own epoch: the default trains whatever the share, and each trial's share is at least twice its
 first epoch (`context.SHARE_FLOOR`), so a value that costs about what the default costs runs, and
-leaving it out would leave the strategy little but the default to draw. The defaults' own values always stay, and so does every value of
-a hyperparameter that does not change the model's FLOPs (a learning rate, an activation). What was
-left out, with each estimate, goes to the run's record (`runs.space_costs`), which a search that
-goes on in a fresh process, and every lane of it, reads back.
+leaving it out would leave the strategy little but the default to draw. The defaults' own values
+always stay, and so does every value of a hyperparameter that does not change the model's FLOPs (a
+learning rate, an activation). What was left out, with each estimate, goes to the run's record
+(`runs.space_costs`), which a search that goes on in a fresh process, and every lane of it, reads
+back.
 
 The estimate is a model, not a measurement: it holds the other hyperparameters at their defaults,
 so a draw that combines several costly values can still be too slow; the feasibility guard turns
@@ -84,7 +85,8 @@ class SpaceCosts:
     def from_json(cls, raw: Mapping[str, Any] | None) -> SpaceCosts:
         raw = dict(raw or {})
         return cls(restrictions=dict(raw.get("restrictions") or {}), removed=dict(raw.get("removed") or {}),
-                   share_s=float(raw.get("share_s") or 0.0), limit_s=raw.get("limit_s"), default_epoch_s=raw.get("default_epoch_s"),
+                   share_s=float(raw.get("share_s") or 0.0), limit_s=raw.get("limit_s"),
+                   default_epoch_s=raw.get("default_epoch_s"),
                    builds=int(raw.get("builds") or 0), seconds=float(raw.get("seconds") or 0.0),
                    note=raw.get("note"))
 
