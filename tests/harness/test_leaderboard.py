@@ -163,3 +163,20 @@ def test_runs_and_trials_exports_have_the_promised_columns(real_results):
     assert {"run_id", "number", "status", "params", "score", "timings", "param_count"} <= set(trials[0])
     assert "learning_rate" in json.loads(trials[0]["params"])
     assert not math.isnan(float(trials[0]["started_at"][:4]))
+
+
+def test_vs_default_compares_each_search_with_its_own_family_default_trial(tmp_path):
+    """The default configuration trains to another score in another search (another share of the
+    budget, another load): a search that selected its own default gained nothing."""
+    store = Store.open(tmp_path)
+    for seed, (own, test) in enumerate([(0.50, 0.50), (0.48, 0.48), (0.51, 0.51)]):  # s1 selected its default
+        run = add_run(store, model="A", strategy="s1", seed=seed, test=test, val=test, trials=[("ok", 2.0)],
+                      best_trial=0)
+        store.update_run(run, default_trial=0, default_val=own, default_test_score=own)
+    for seed, (own, test) in enumerate([(0.45, 0.47), (0.44, 0.49), (0.46, 0.46)]):  # s2 beat its own, by 0.02
+        run = add_run(store, model="A", strategy="s2", seed=seed, test=test, val=test, trials=[("ok", 2.0)],
+                      best_trial=0)
+        store.update_run(run, default_trial=0, default_val=own, default_test_score=own)
+    board = leaderboard.build(store).set_index(["model_family", "strategy"])
+    assert board.loc[("A", "s1"), "vs_default"] == pytest.approx(0.0)
+    assert board.loc[("A", "s2"), "vs_default"] == pytest.approx((0.02 + 0.05 + 0.0) / 3)
