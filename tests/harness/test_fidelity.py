@@ -246,9 +246,14 @@ def test_no_trial_starts_with_less_time_left_than_the_quickest_trial_needed_to_e
     run = store.run(run_id)
     trials = store.trials([run_id])
     deadline = run["started_at"] + run["budget_s"]
-    assert len(trials) >= 2 and all(t["status"] == "ok" for t in trials), [(t["status"], t["error"]) for t in trials]
-    least = min(t["timings"]["build"] + t["timings"]["first_epoch"] for t in trials)
-    assert deadline - trials[-1]["finished_at"] < least + 0.3 + trials[-1]["timings"].get("eval", 0.0)
+    # every trial but the last reached its score (the last was started with at least the quickest
+    # first epoch left, and may take longer than that: then the deadline cuts it)
+    assert len(trials) >= 2 and all(t["status"] == "ok" for t in trials[:-1]), [(t["status"], t["error"])
+                                                                                 for t in trials]
+    assert trials[-1]["status"] in ("ok", "timeout")
+    least = min(t["timings"]["build"] + t["timings"]["first_epoch"] for t in trials if t["epochs_done"])
+    # and the search ended because less than that was left for another
+    assert deadline - trials[-1]["finished_at"] < least + 0.3 + (trials[-1]["timings"].get("eval") or 0.0)
 
 
 def test_a_trial_killed_while_it_compiles_keeps_its_drawn_values(tmp_path):

@@ -23,7 +23,7 @@ max_epochs: 2
 datasets: [digits]
 model_families:
   - scripted: {as: hangs, script: [ok, ok, hang]}
-  - scripted: {as: crashes, script: [ok, crash]}
+  - scripted: {as: crashes, script: [ok, crash], crash_marker: "MARKER"}
   - scripted: {as: always_crashes, script: [], then: crash}
   - scripted: {as: never_works, script: [], then: fail}
 strategies: [random]
@@ -34,7 +34,8 @@ strategies: [random]
 def trouble(tmp_path_factory):
     """One invocation whose searches hang, crash and fail (three child processes)."""
     tmp = tmp_path_factory.mktemp("trouble")
-    suite = write_suite(tmp / "trouble.yaml", TROUBLE)
+    # `crashes` crashes once: the fresh process that goes on starts its script again
+    suite = write_suite(tmp / "trouble.yaml", TROUBLE.replace("MARKER", str(tmp / "crashed")))
     results = tmp / "results"
     result = tunebench("run", str(suite), "--results", str(results), "--plugin", TESTING_PLUGINS)
     store = Store.open(results)

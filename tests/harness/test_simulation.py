@@ -259,7 +259,10 @@ def test_a_signal_stops_simulated_searches_now_not_after_every_search_queued(tmp
     proc = subprocess.Popen([sys.executable, "-m", "tunebench.cli", "run", str(suite), "--results",
                              str(tmp_path / "r"), "--plugin", TESTING_PLUGINS, "--plugin", "stuck_plugin",
                              "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            # as from a terminal: a job started in the background of a script inherits
+                            # SIGINT ignored, and Python then leaves it ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for _ in range(1200):  # room for a loaded machine: up to 2 minutes to load and start
             if started.exists() or proc.poll() is not None:

@@ -7,13 +7,14 @@ weights (a NaN loss), `hang` sleeps forever like a plugin stuck in a native op, 
 anything (a poor trial, deterministically), `dead` trains from all-zero weights (its ReLU units
 never fire, so it answers one class for every image: a collapsed model, deterministically),
 `hang_after_epoch` completes its first epoch and hangs in its second, and `crash` kills its own
-process (as the kernel's out-of-memory killer would). Calls past the end of the script do `then`. Counting `fit` calls
-(not builds) keeps the test evaluation, which only rebuilds, unaffected; `hang_compile` hangs in
-the `compile` before its `fit` (after the trial's values are drawn; with `hang_marker`, once). The option `heavy: N`
-puts N full-resolution 3x3 convolutions of 32 filters before the dense layer: few parameters, many
-FLOPs, so each step is slow whatever the parameter count says. `costly: true` declares `filters`
-(8, 64 or 512, default 8) for one full-resolution convolution: a choice whose largest value costs
-about 60 times the default's FLOPs. `build_sleep` sleeps in every build of a trial.
+process (as the kernel's out-of-memory killer would). Calls past the end of the script do `then`.
+Counting `fit` calls (not builds) keeps the test evaluation, which only rebuilds, unaffected;
+`hang_compile` hangs in the `compile` before its `fit` (after the trial's values are drawn; with
+`hang_marker`, once; `crash` with `crash_marker` too). The option `heavy: N` puts N full-resolution
+3x3 convolutions of 32 filters before the dense layer: few parameters, many FLOPs, so each step is
+slow whatever the parameter count says. `costly: true` declares `filters` (8, 64 or 512, default 8)
+for one full-resolution convolution: a choice whose largest value costs about 60 times the default's
+FLOPs. `build_sleep` sleeps in every build of a trial.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Scripted(ModelFamily):
         "costly": Option(bool, False, "declare `filters` (8, 64, 512) for one full-resolution convolution"),
         "build_sleep": Option(float, 0.0, "seconds slept in every build", minimum=0.0),
         "hang_marker": Option(str, "", "a file `hang_compile` creates: it hangs only while the file is absent"),
+        "crash_marker": Option(str, "", "a file `crash` creates: it crashes only while the file is absent (a "
+                                        "fresh process, whose script starts again, then goes on)"),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -114,10 +117,13 @@ class Scripted(ModelFamily):
         step = self.behaviour()
         if step == "fail":
             raise ScriptedFailure("scripted failure")
-        if step == "crash":
+        marker = self.options["crash_marker"]
+        if step == "crash" and not (marker and Path(marker).exists()):
             import os
             import signal
 
+            if marker:
+                Path(marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         if step == "hang":
             while True:  # like a plugin stuck in a native call: only the supervisor can stop it

@@ -39,6 +39,15 @@ PRUNERS = ("none", "median", "successive_halving", "hyperband")
 OPTUNA_SCHEMA = "tunebench_optuna"
 
 
+def same_database(a: str, b: str) -> bool:
+    """Whether two SQLAlchemy URLs name the same database (whatever their drivers or passwords)."""
+    import sqlalchemy as sa
+
+    x, y = sa.engine.make_url(a), sa.engine.make_url(b)
+    return ((x.get_backend_name(), x.host, x.port or 5432, x.database)
+            == (y.get_backend_name(), y.host, y.port or 5432, y.database))
+
+
 def shared_storage(optuna, ctx):
     """A storage every lane of the search reaches: the results store's PostgreSQL in its own
     schema, or a journal file in the run's folder (one machine)."""
@@ -73,7 +82,8 @@ class OptunaSearch(SearchStrategy):
     common_options = {
         **SearchStrategy.common_options,
         "pruner": Option(str, "none", "stop unpromising trials early", choices=PRUNERS),
-        "storage": Option(str, None, "database URL for the study (default: in memory)"),
+        "storage": Option(str, None, "database URL for the study (default: in memory); the results store's "
+                                     "own PostgreSQL database keeps Optuna's tables in their own schema"),
         "study_name": Option(str, None, "study name in the storage (default: from the search's identity)"),
     }
 
@@ -109,6 +119,10 @@ class OptunaSearch(SearchStrategy):
         storage = database_url(storage) if storage else storage  # postgresql:// with the driver that is installed
         if storage is None and ctx.lanes > 1:
             storage, name = shared_storage(optuna, ctx), self.options["study_name"] or f"tunebench-run-{ctx.run_id}"
+        elif storage is not None and ctx.shared_store_url and same_database(storage, ctx.shared_store_url):
+            # the results store's own database has a `trials` table of its own: Optuna's tables go
+            # to their schema there, as for parallel lanes
+            storage = shared_storage(optuna, ctx)
         seed = ctx.seed if ctx.lane == 0 else ctx.seed + 7919 * ctx.lane
         study = optuna.create_study(directions=list(self.directions), sampler=self.make_sampler(optuna, seed),
                                     pruner=self.make_pruner(optuna, ctx), storage=storage,
