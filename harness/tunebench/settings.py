@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union
 
@@ -196,44 +196,14 @@ class SearchSettings:
                 values["feasibility_margin"] = float(margin)
             else:
                 problems.append(f"'feasibility_margin' must be a number of at least 1, not {margin!r}")
-        sampler = raw.get("sampler_time")
-        if sampler is not None:
-            if sampler in ("charged", "apart"):
-                values["sampler_time"] = sampler
+        for key, valid, convert, wanted in _CHECKED_KEYS:
+            value = raw.get(key)
+            if value is None:
+                continue
+            if valid(value):
+                values[key] = convert(value)
             else:
-                problems.append(f"'sampler_time' must be charged or apart, not {sampler!r}")
-        record = raw.get("record_test")
-        if record is not None:
-            if isinstance(record, bool):
-                values["record_test"] = record
-            else:
-                problems.append(f"'record_test' must be true or false, not {record!r}")
-        least = raw.get("min_trials")
-        if least is not None:
-            if isinstance(least, int) and not isinstance(least, bool) and least >= 2:
-                values["min_trials"] = least
-            else:
-                problems.append(f"'min_trials' must be a whole number of at least 2, not {least!r}")
-        share = raw.get("default_share")
-        if share is not None:
-            if (isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share)
-                    and 0 < share <= 1):
-                values["default_share"] = float(share)
-            else:
-                problems.append(f"'default_share' must be a share of the budget above 0 and at most 1 (0.2 is a "
-                                f"fifth), not {share!r}")
-        patience = raw.get("plateau_patience")
-        if patience is not None:
-            if isinstance(patience, int) and not isinstance(patience, bool) and patience >= 0:
-                values["plateau_patience"] = patience
-            else:
-                problems.append(f"'plateau_patience' must be a whole number of epochs, at least 0, not {patience!r}")
-        aware = raw.get("cost_aware_space")
-        if aware is not None:
-            if isinstance(aware, bool):
-                values["cost_aware_space"] = aware
-            else:
-                problems.append(f"'cost_aware_space' must be true or false, not {aware!r}")
+                problems.append(f"'{key}' must be {wanted}, not {value!r}")
         hang = raw.get("hang_timeout")
         if hang is not None:
             try:
@@ -334,3 +304,26 @@ def _non_defaults(settings: Any) -> dict[str, Any]:
     default = type(settings)()
     return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
             if getattr(settings, f.name) != getattr(default, f.name)}
+
+
+def _whole(least: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _flag(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _share(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= 1
+
+
+#: Search keys checked the same way: (key, valid, convert, what it must be).
+_CHECKED_KEYS: tuple[tuple[str, Callable[[Any], bool], Callable[[Any], Any], str], ...] = (
+    ("sampler_time", lambda v: v in ("charged", "apart"), str, "charged or apart"),
+    ("record_test", _flag, bool, "true or false"),
+    ("min_trials", _whole(2), int, "a whole number of at least 2"),
+    ("default_share", _share, float, "a share of the budget above 0 and at most 1 (0.2 is a fifth)"),
+    ("plateau_patience", _whole(0), int, "a whole number of epochs, at least 0"),
+    ("cost_aware_space", _flag, bool, "true or false"),
+)
