@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -194,6 +195,11 @@ class SimulatedContext(SearchContext):
         self._returned_at: float | None = None
         self._sampler_pending = 0.0
         self._least_start: float | None = None
+        #: simulated seconds from a trial's start to the end of its first epoch, per trial trained
+        #: from scratch (the real context's `_to_first_epoch`, with the same two rules: no trial
+        #: starts with less left than the least of them, and a draw turned away with less left than
+        #: their median ends the search)
+        self._to_first_epoch: list[float] = []
 
     # -- what a strategy reads ------------------------------------------------------------------------
     @property
@@ -242,7 +248,11 @@ class SimulatedContext(SearchContext):
             if self._s.charge_sampler:
                 self._s.clock.advance_to(self.lane, self._s.clock.now + spent)
         left = self._s.budget.remaining()
-        if left <= 0 or (self._least_start is not None and left < self._least_start):
+        need = max(self._least_start or 0.0, min(self._to_first_epoch, default=0.0))
+        last = self._trials[-1] if self._trials else None
+        tail = (last is not None and last.turned_away and bool(self._to_first_epoch)
+                and left < statistics.median(self._to_first_epoch))
+        if left <= 0 or left < need or tail:
             raise BudgetExhausted()
 
     def _wait(self, when: float) -> None:
@@ -356,6 +366,8 @@ class SimulatedContext(SearchContext):
                     score = curve.scores[epoch]
                     metrics = {self.objective: score}
                     history.append(metrics)
+                    if epoch == 0:
+                        self._to_first_epoch.append(t - start)
                     if best_score is None or score > best_score:
                         best_score, best_epoch = score, epoch
                     if report is not None:

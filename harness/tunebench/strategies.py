@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunebench.errors import OptionsError
 from tunebench.options import Configurable, Option
-from tunebench.vocabulary import TrialStatus
+from tunebench.vocabulary import FailureKind, TrialStatus
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,6 +60,16 @@ class TrialRecord:
     initial_epoch: int = 0
     #: Whether a checkpoint of its final state was kept (`run_trial(checkpoint=True)`).
     checkpointed: bool = False
+    #: Why it failed or stopped, a `FailureKind` (`infeasible`: the feasibility guard turned the
+    #: draw away, `deadline`, `oom`, ...), or None.
+    error_kind: str | None = None
+
+    @property
+    def turned_away(self) -> bool:
+        """The feasibility guard turned this draw away, unscored: it could not train an epoch in
+        the time it had. A strategy that learns from outcomes should count it as a poor draw (too
+        costly for this budget), not as a crash to ignore, or it may draw it again and again."""
+        return self.score is None and self.error_kind == FailureKind.INFEASIBLE
 
     @property
     def selectable(self) -> bool:
@@ -77,7 +87,7 @@ class TrialRecord:
                    epochs=row.get("epochs_done") or 0, timings=row.get("timings") or {},
                    epoch_budget=row.get("epoch_budget"), inference_ms=row.get("inference_ms"),
                    resumed_from=notes.get("resumed_from"), initial_epoch=notes.get("initial_epoch", 0),
-                   checkpointed=bool(notes.get("checkpoint")))
+                   checkpointed=bool(notes.get("checkpoint")), error_kind=row.get("error_kind"))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,39 @@ def test_a_draw_estimated_hopeless_at_build_time_is_not_trained_and_the_next_run
     assert calls[0] == 32
 
 
+def test_a_draw_turned_away_in_the_searchs_tail_ends_the_search(tmp_path, monkeypatch):
+    # Two trials train (a quick one, then a slow one: their first epochs set the median), and every
+    # later draw is estimated hopeless at build time. Draws are turned away while the search has at
+    # least the median first epoch left; the first one turned away with less ends the search, where
+    # before the search went on drawing (and counting against the strategy) until the quickest first
+    # epoch no longer fit. The check holds however fast this machine trains.
+    from tunebench import training
+
+    real, calls = training.estimate_step_seconds, []
+
+    def estimate(model, sample, batch_size):
+        calls.append(batch_size)
+        return real(model, sample, batch_size) if len(calls) <= 2 else 1000.0
+
+    monkeypatch.setattr(training, "estimate_step_seconds", estimate)
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=40, max_epochs=1,
+                                  model_options={"script": ["ok", "slow"], "batch_sleep": 0.25,
+                                                 "params": {"epochs": 1}},
+                                  dataset_options={"limit": 1500},
+                                  search_options={"first_trial": "none", "cost_aware_space": False})
+    run, trials = store.run(run_id), store.trials([run_id])
+    trained = [t for t in trials if t["epochs_done"]]
+    away = [t for t in trials if t["error_kind"] == "infeasible"]
+    assert len(trained) == 2 and away, [(t["status"], t["error_kind"]) for t in trials]
+    median = sorted(t["timings"]["build"] + t["timings"]["first_epoch"] for t in trained)
+    median = (median[0] + median[1]) / 2
+    deadline = run["started_at"] + run["budget_s"]
+    # 0.5 s of slack for the clock's start against the run's recorded start
+    tail = [t for t in away if deadline - t["finished_at"] < median - 0.5]
+    assert len(tail) <= 1 and (not tail or tail[0]["number"] == trials[-1]["number"])
+    assert run["status"] == "ok"
+
+
 def test_the_verdict_before_training_leaves_room_for_an_estimate_that_runs_high():
     from tunebench.training import PREFIT_FACTOR, prefit_verdict
 

@@ -128,6 +128,17 @@ def test_the_feasibility_guard_turns_away_a_first_epoch_that_cannot_end_and_char
     assert turned["finished_at"] - turned["started_at"] == pytest.approx(2.0 + GUARD_SHARE * 19.0)
 
 
+def test_a_draw_turned_away_in_the_tail_ends_the_search_as_on_the_real_clock():
+    # First epochs of 12 s (x = 0) and 21 s (x = 9): median 16.5 s, least 12 s. At 52 s the third
+    # trial (x = 9 again) has 19 s and is turned away, leaving 16.05 s: under the median, the search
+    # ends. Without the rule two more x = 9 draws were turned away until 12 s no longer fit.
+    quick, slow = {"x": 0, "lr": 0.01, "kind": "a"}, {"x": 9, "lr": 0.01, "kind": "a"}
+    result = sequence([(quick, {"epochs": 1}), (slow, {"epochs": 1})] + [(slow, {"epochs": 1})] * 4, 52.0)
+    statuses = [(t["status"], t["error_kind"]) for t in result.trials]
+    assert statuses == [(TrialStatus.OK, None), (TrialStatus.OK, None), (TrialStatus.TIMEOUT, "infeasible")]
+    assert 52.0 - result.trials[-1]["finished_at"] == pytest.approx(16.05)
+
+
 def test_min_trials_caps_each_trial_at_its_share_of_the_time_left():
     config = {"x": 0, "lr": 0.01, "kind": "a"}
     result = sequence([(config, {})] * 3, 120.0, settings=SearchSettings(first_trial="none", min_trials=3))

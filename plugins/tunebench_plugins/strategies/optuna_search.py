@@ -156,7 +156,10 @@ class OptunaSearch(SearchStrategy):
             values = self.values_of(record) if record.selectable else None
             if values is not None and (single or all(v is not None for v in values)):
                 study.tell(trial, values)
-            elif record.status == TrialStatus.PRUNED:
+            elif record.status == TrialStatus.PRUNED or record.turned_away:
+                # a draw the guard turned away is a poor one at this budget: told as pruned (with no
+                # curve), the samplers that learn from pruned trials (TPE) rank it below every
+                # scored trial; told as failed, TPE ignored it and drew it again, 13 times over
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -187,7 +190,7 @@ def replay(optuna, study, ctx, values_of=lambda record: record.score):
                 state = optuna.trial.TrialState.COMPLETE
             else:
                 told = None
-        elif record.status == TrialStatus.PRUNED:
+        elif record.status == TrialStatus.PRUNED or record.turned_away:
             state = optuna.trial.TrialState.PRUNED
         single = len(study.directions) == 1
         curve = ({i: m[ctx.objective] for i, m in enumerate(record.history) if ctx.objective in m}
