@@ -23,6 +23,7 @@ store in one transaction.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import statistics
 import tempfile
@@ -475,7 +476,8 @@ def simulate(table: Table, task: str, strategy_factory: Any, *, seed: int, budge
 @contextmanager
 def _scratch() -> Iterator[Path]:
     """A scratch folder for a simulated search's strategy (KerasTuner writes its oracle there)."""
-    folder = Path(tempfile.mkdtemp(prefix="tunebench-sim-"))
+    shm = Path("/dev/shm")  # memory-backed where there is one: KerasTuner writes two files a trial
+    folder = Path(tempfile.mkdtemp(prefix="tunebench-sim-", dir=shm if os.access(shm, os.W_OK) else None))
     try:
         yield folder
     finally:
