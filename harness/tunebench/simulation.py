@@ -201,6 +201,7 @@ class SimulatedContext(SearchContext):
         #: starts with less left than the least of them, and a draw turned away with less left than
         #: their median ends the search)
         self._to_first_epoch: list[float] = []
+        self._least_first_epoch = 0.0  # their least, kept as they come (a search may run 100,000 trials)
 
     # -- what a strategy reads ------------------------------------------------------------------------
     @property
@@ -249,7 +250,7 @@ class SimulatedContext(SearchContext):
             if self._s.charge_sampler:
                 self._s.clock.advance_to(self.lane, self._s.clock.now + spent)
         left = self._s.budget.remaining()
-        need = max(self._least_start or 0.0, min(self._to_first_epoch, default=0.0))
+        need = max(self._least_start or 0.0, self._least_first_epoch)
         last = self._trials[-1] if self._trials else None
         tail = (last is not None and last.turned_away and bool(self._to_first_epoch)
                 and left < statistics.median(self._to_first_epoch))
@@ -369,6 +370,7 @@ class SimulatedContext(SearchContext):
                     history.append(metrics)
                     if epoch == 0:
                         self._to_first_epoch.append(t - start)
+                        self._least_first_epoch = min(self._least_first_epoch or math.inf, t - start)
                     if best_score is None or score > best_score:
                         best_score, best_epoch = score, epoch
                     if report is not None:
