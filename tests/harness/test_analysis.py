@@ -51,6 +51,16 @@ def test_known_ranks_normalised_scores_and_friedman_statistic(known):
     assert comparison.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), rel=1e-3)
 
 
+def test_a_cell_where_random_search_ties_the_best_up_to_rounding_has_no_normalised_score(known):
+    # means over seeds of equal scores can differ in the last bit: that is no scale to divide by
+    add_cell_run(known, "m7", "random", 0.3)
+    add_cell_run(known, "m7", "a", 0.1 + 0.2)  # 0.30000000000000004
+    add_cell_run(known, "m7", "b", 0.25)
+    comparison = analysis.compare_strategies(leaderboard.latest_runs(known))
+    assert comparison.normalised.loc[("d", "m7")].isna().all()
+    assert comparison.mean_normalised.abs().max() <= 1.0
+
+
 def test_a_failed_strategy_is_ranked_last_and_the_policy_is_stated(known):
     add_cell_run(known, "m5", "random", 0.5)
     add_cell_run(known, "m5", "a", 0.9)
