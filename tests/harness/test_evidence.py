@@ -38,6 +38,21 @@ def test_two_equal_strategies_share_a_rank_group_and_a_clearly_better_one_stands
     assert sorted(tests.p_holm.values[np.triu_indices(3, 1)])[0] == pytest.approx(min(1.0, 3 * raw[0]))
 
 
+def test_rank_groups_follow_the_tests_even_when_a_group_is_not_consecutive():
+    # The simulated study at 100 % of the budget: TPE (1st) differs from PBT and Hyperband (2nd,
+    # 3rd here) but not from grid (4th); grid differs from none of them.
+    order = ["tpe", "pbt", "hyperband", "grid"]
+    significant = pd.DataFrame(False, index=order, columns=order)
+    for other in ("pbt", "hyperband"):
+        significant.loc["tpe", other] = significant.loc[other, "tpe"] = True
+    groups = evidence.letters(order, significant)
+    for a in order:
+        for b in order:
+            shared = bool(set(groups[a]) & set(groups[b]))
+            assert shared == (not significant.loc[a, b]), (a, b, groups)
+    assert groups == {"tpe": "a", "pbt": "b", "hyperband": "b", "grid": "ab"}
+
+
 def test_with_too_few_blocks_nothing_is_called_different():
     scores = blocks(4, {"best": 0.10, "a": 0.0, "b": 0.0})  # no Wilcoxon test can reach 0.05 with 4
     tests = evidence.pairwise(scores, ["best", "a", "b"])
