@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -85,6 +86,15 @@ def format_duration(seconds: float | None) -> str:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m"
+
+
+def in_the_tail(turned_away: bool, to_first_epoch: list[float], left: float) -> bool:
+    """Whether a search is in its tail and ends: the guard has just turned a draw away
+    (`turned_away`) with less time `left` than the median of the search's start-to-first-epoch
+    times. Another draw would most likely be turned away too (a sampler may even draw the same one
+    again: TPE drew one 13 times in a search's last 6 s), and one that fits would train an epoch or
+    so. The real and the simulated clock both apply it."""
+    return turned_away and bool(to_first_epoch) and left < statistics.median(to_first_epoch)
 
 
 def allowed_overshoot(budget_s: float) -> float:

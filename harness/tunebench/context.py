@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunebench.budget import in_the_tail
 from tunebench.errors import BudgetExhausted, SpaceError, TrialPruned
 from tunebench.job import trial_weights_path
 from tunebench.models import objective_for
@@ -215,15 +216,8 @@ class TrialContext(SearchContext):
                 or self._tail_turned_away())
 
     def _tail_turned_away(self) -> bool:
-        """The guard has just turned a draw away with less time left than this search's typical
-        trial needs to its first score (the median start-to-first-epoch): the search's tail. Another
-        draw would most likely be turned away too (a sampler may even draw the same one again: TPE
-        drew one 13 times in a search's last 6 s), and one that fits would train an epoch or so, so
-        the search ends here rather than count hopeless draws against the strategy."""
         last = self._trials[-1] if self._trials else None
-        if last is None or not last.turned_away or not self._to_first_epoch:
-            return False
-        return self.budget.remaining() < statistics.median(self._to_first_epoch)
+        return in_the_tail(last is not None and last.turned_away, self._to_first_epoch, self.budget.remaining())
 
     def _expected_start_s(self) -> float | None:
         """What a trial is expected to need before its first batch end: the upper quartile of this

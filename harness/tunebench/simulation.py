@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import statistics
 import tempfile
 import threading
 import time
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunebench.budget import in_the_tail
 from tunebench.errors import BudgetExhausted, TrialPruned
 from tunebench.space import DefaultHyperParameters, FixedHyperParameters, HyperParameters, Param
 from tunebench.strategies import EpochReport, SearchContext, TrialRecord
@@ -252,9 +252,7 @@ class SimulatedContext(SearchContext):
         left = self._s.budget.remaining()
         need = max(self._least_start or 0.0, self._least_first_epoch)
         last = self._trials[-1] if self._trials else None
-        tail = (last is not None and last.turned_away and bool(self._to_first_epoch)
-                and left < statistics.median(self._to_first_epoch))
-        if left <= 0 or left < need or tail:
+        if left <= 0 or left < need or in_the_tail(last is not None and last.turned_away, self._to_first_epoch, left):
             raise BudgetExhausted()
 
     def _wait(self, when: float) -> None:
