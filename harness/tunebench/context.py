@@ -85,6 +85,18 @@ class _Trial:
         self.status, self.error, self.error_kind = TrialStatus.FAILED, error, kind
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """The best configuration a single-fidelity strategy has found so far, kept to be promoted."""
+
+    number: int
+    values: dict[str, Any]
+    score: float
+    reached: int  # the epochs its checkpoint holds
+    epoch_s: float  # the median of its epochs' seconds (with validation)
+    most: int  # the most epochs its family allows it
+
+
 class TrialContext(SearchContext):
     """Runs, times and records each trial of one search (one lane of it, with parallel trials).
 
@@ -138,6 +150,12 @@ class TrialContext(SearchContext):
         #: handed it a record or a number, and what it has computed since its last trial.
         self._returned_at: float | None = None
         self._sampler_s = 0.0
+        #: The promotion (`promote_share`): the seconds at the end of the budget kept from the
+        #: strategy once its first trial's epochs were assigned, the best configuration it found so
+        #: far (`_Candidate`, with a checkpoint), and the trial number being continued.
+        self._reserve = 0.0
+        self._candidate: _Candidate | None = None
+        self._promoting: int | None = None
         Path(job.artifact_dir).mkdir(parents=True, exist_ok=True)
 
     @property
@@ -206,18 +224,26 @@ class TrialContext(SearchContext):
         left = wanted - sum(1 for t in self._trials if t.score is not None)
         if left <= 1:
             return None
-        return now + self.budget.remaining() / left
+        return now + self._left() / left
+
+    def _left(self) -> float:
+        """The seconds left to the strategy: the budget's, less the promotion's reserve (none while
+        the best configuration so far has trained all the epochs it may: there is nothing to continue)."""
+        candidate = self._candidate
+        full = candidate is not None and candidate.reached >= candidate.most
+        return max(0.0, self.budget.remaining() - (0.0 if full else self._reserve))
 
     def _no_time(self) -> bool:
         expected = self._expected_start_s()
         least = min(self._to_first_epoch) if self._to_first_epoch else None
         need = max(expected or 0.0, least or 0.0)
-        return (self.budget.expired or (bool(need) and self.budget.remaining() < need)
+        left = self._left()
+        return (self.budget.expired or left <= 0 or (bool(need) and left < need)
                 or self._tail_turned_away())
 
     def _tail_turned_away(self) -> bool:
         last = self._trials[-1] if self._trials else None
-        return in_the_tail(last is not None and last.turned_away, self._to_first_epoch, self.budget.remaining())
+        return in_the_tail(last is not None and last.turned_away, self._to_first_epoch, self._left())
 
     def _expected_start_s(self) -> float | None:
         """What a trial is expected to need before its first batch end: the upper quartile of this
@@ -289,7 +315,7 @@ class TrialContext(SearchContext):
         default = number == self.default_trial
         started_wall, t0 = time.time(), time.monotonic()
         deadline = hard = self.budget.trial_deadline(t0)
-        share = self._fair_share(t0, default=default)
+        share = None if self._promoting is not None else self._fair_share(t0, default=default)
         if share is not None and share < deadline:
             deadline = share
         hp.pin(self.pins).restrict(self.family.restrictions)
@@ -341,6 +367,11 @@ class TrialContext(SearchContext):
                                optimizer_variables_restored=restored)
         if settings.fidelity and epochs is None and trial.source is None:
             settings = self._assign_epochs(trial, settings)
+        if self._promoting is not None and trial.number != self.default_trial:
+            trial.share_end = True  # the search's end is this trial's share: stopping there is ordinary
+            trial.patience = self.search_options.plateau_patience or None
+            trial.notes["promoted"] = {"from_trial": self._promoting, "from_epoch": settings.initial_epoch,
+                                       "to_epoch": settings.epochs}
         trial.settings = settings
         trial.epoch_budget = settings.epochs
         trial.param_count = int(model.count_params())
@@ -391,6 +422,16 @@ class TrialContext(SearchContext):
             return dataclasses.replace(settings, epochs=max(1, min(settings.default_epochs or settings.epochs,
                                                                    settings.epochs)))
         trial.patience = self.search_options.plateau_patience or None
+        promote = self.search_options.promote_share
+        if promote and not self._reserve and self.lanes == 1:
+            # a single-fidelity strategy: the end of the budget is kept for its best configuration
+            self._reserve = promote * self.budget.seconds
+        if self._reserve:
+            end = time.monotonic() + self._left()  # the strategy's part of the budget ends there
+            if end < trial.deadline:
+                trial.deadline = max(end, floor)
+                trial.notes["reserve_cap_s"] = round(trial.deadline - trial.t0, 2)
+        trial.notes["most_epochs"] = settings.epochs
         if self.search_options.min_trials is None:  # an explicit `min_trials` set the share at the trial's start
             wanted = DEFAULT_MIN_TRIALS
             most = self.job.strategy.options.get("max_trials")
@@ -469,12 +510,72 @@ class TrialContext(SearchContext):
         trial.timings["train"] = time.monotonic() - tf
         if self.search_options.record_test and callback.history:
             self._record_test(trial)
+        self._keep_candidate(trial)
         if (checkpoint and not callback.stopped and not callback.infeasible
                 and len(callback.history) == settings.epochs - settings.initial_epoch):
             tc = time.monotonic()  # complete: a later trial may continue it
             training.save_checkpoint(trial.model, self.checkpoint_path(trial.number), epoch=settings.epochs)
             trial.timings["checkpoint"] += time.monotonic() - tc
             trial.notes["checkpoint"] = True
+
+    def _keep_candidate(self, trial: _Trial) -> None:
+        """With a promotion to come, keep a checkpoint of the strategy's best budget-assigned trial so
+        far (the family default's is never continued: it trained its calibrated epochs), and drop the
+        one it replaces."""
+        from tunebench import training
+
+        callback, settings = trial.callback, trial.settings
+        if (not self._reserve or trial.default or self._promoting is not None or callback is None
+                or settings is None or "epochs_assigned" not in trial.notes or not callback.history
+                or callback.non_finite or callback.infeasible or callback.best_score is None
+                or not math.isfinite(callback.best_score) or trial.beat == math.inf):
+            return
+        old = self._candidate
+        if old is not None and callback.best_score <= old.score:
+            return
+        tc = time.monotonic()
+        reached = settings.initial_epoch + len(callback.history)
+        try:
+            training.save_checkpoint(trial.model, self.checkpoint_path(trial.number), epoch=reached)
+        except Exception as exc:  # the promotion then continues the last candidate kept, or none
+            trial.notes["checkpoint_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            return
+        finally:
+            trial.timings["checkpoint"] += time.monotonic() - tc
+        if old is not None:
+            self.discard_checkpoint(old.number)
+        self._candidate = _Candidate(trial.number, dict(trial.hp.values), float(callback.best_score), reached,
+                                     float(statistics.median(callback.epoch_seconds)),
+                                     int(trial.notes.get("most_epochs") or settings.epochs))
+
+    def promote(self) -> TrialRecord | None:
+        """Spend the promotion's reserve (`promote_share`) on the strategy's best configuration: its
+        trial's checkpoint continued (or, for a family that cannot continue, the configuration
+        trained from scratch) for as many more epochs as the time left fits, at most the family's
+        most, stopping on a validation plateau or at the search's end (an ordinary end). Its epochs
+        are recorded like any trial's, and it is selected only if it beats the search's best (the
+        family default included). None when there was no reserve, no candidate, or no room for
+        an epoch. Called by the harness (`drive`) when the strategy has ended."""
+        candidate, self._reserve = self._candidate, 0.0
+        if candidate is None:
+            return None
+        continues = self.family.continues
+        tracing = statistics.median(self._first_steps) if self._first_steps else 0.0
+        builds = [t.timings.get("build", 0.0) for t in self._trials if t.timings]
+        fixed = tracing + (statistics.median(builds) if builds else 0.0)
+        more = int((self.budget.remaining() - fixed) // max(candidate.epoch_s, 1e-6))
+        start = candidate.reached if continues else 0
+        target = min(candidate.most, start + more)
+        if more < 1 or target <= candidate.reached:
+            print(f"promotion: no room to continue trial {candidate.number} "
+                  f"({self.budget.remaining():.1f} s left, its epochs take {candidate.epoch_s:.1f} s)", flush=True)
+            return None
+        self._promoting = candidate.number
+        try:
+            return self.run_trial(FixedHyperParameters(candidate.values), epochs=target,
+                                  resume_from=candidate.number if continues else None)
+        finally:
+            self._promoting = None
 
     def _record_test(self, trial: _Trial) -> None:
         """Score the trial's final model on the test split (`record_test: true`, for a table of the
@@ -622,14 +723,19 @@ def drive(strategy: SearchStrategy, ctx: SearchContext, *, freeze: bool = True) 
         try:
             ctx.run_default_first()
             strategy.search(ctx)
+            reason = "completed"
         except BudgetExhausted:
-            return "budget", None
+            reason = "budget"
         except FatalTrialError as exc:
             return "error", str(exc)
         except Exception as exc:  # the strategy itself broke
             traceback.print_exc()
             return "error", f"strategy '{strategy.name}' raised {type(exc).__name__}: {exc}"
-    return "completed", None
+        try:
+            ctx.promote()  # the budget's reserved end, for the strategy's best configuration
+        except BudgetExhausted:
+            pass
+    return reason, None
 
 
 @contextmanager

@@ -75,6 +75,11 @@ class ModelFamily(Configurable):
     #: epochs (`tunebench.space_costs`); a family whose builds are slow or stateful sets False.
     cost_model: ClassVar[bool] = True
 
+    #: The family's hyperparameters, most important first (a name may end in `*`, e.g. `filters_*`):
+    #: a search of the default space varies the first few and holds the rest at the default
+    #: (`focus`, `tunebench.space_costs.focus`). Empty: every search varies the whole space.
+    priority: ClassVar[tuple[str, ...]] = ()
+
     optimizers: ClassVar[Sequence[str]] = ("adam", "rmsprop", "sgd", "nadam")
     default_optimizer: ClassVar[str] = "adam"
     learning_rate_range: ClassVar[tuple[float, float]] = (1e-4, 1e-1)

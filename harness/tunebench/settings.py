@@ -116,6 +116,12 @@ SEARCH_KEYS = {
                         "many epochs without a better validation score (0: never)",
     "cost_aware_space": "true or false (default true): before the search, leave out the values whose configuration "
                         "cannot train one epoch within a trial's share of the budget (the run's notes say which)",
+    "promote_share": "a share of the budget, at least 0 and below 1 (default 0.2; 0: off): the last part of a search "
+                     "whose epochs the budget assigns, kept to continue its best configuration (not the family "
+                     "default) from where its trial stopped",
+    "focus": "auto (default), all, or a whole number: how many of the family's hyperparameters a search of its "
+             "default space varies, the most important first (`ModelFamily.priority`); auto: one per "
+             "3 scored trials the budget buys (`min_trials`), at least 2; the others stay at their defaults",
 }
 
 #: The scored trials a search wants when the suite does not say (`min_trials`), for the trials whose
@@ -152,6 +158,13 @@ class SearchSettings:
         cost_aware_space: before the clock starts, leave out of the space every value whose
             configuration (the defaults with that value) is estimated not to train one epoch and
             validate within a trial's share of the budget (`tunebench.space_costs`).
+        promote_share: the last part of the budget of a search whose epochs the budget assigns: the
+            strategy's trials stop where it begins, and the best configuration the strategy found
+            (not the family default) is continued from its trial's checkpoint for as many epochs as
+            fit (`TrialContext.promote`). 0: off.
+        focus: how many hyperparameters a search of the family's default space varies (`auto`,
+            `all`, or a number): the first of the family's `priority`, the others held at their
+            defaults (`tunebench.space_costs.focus`). A suite's own `space:` is never narrowed.
         record_test: score every trial's final model on the test split too (`notes.test_score`,
             not seen by strategies), so that the store can be exported as a table whose every
             configuration has a test score (`tunebench export-table`). Off: only the selected
@@ -168,6 +181,8 @@ class SearchSettings:
     cost_aware_space: bool = True
     record_test: bool = False
     sampler_time: Literal["charged", "apart"] = "charged"
+    promote_share: float = 0.2
+    focus: int | str = "auto"
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> tuple[SearchSettings, list[str]]:
@@ -326,4 +341,7 @@ _CHECKED_KEYS: tuple[tuple[str, Callable[[Any], bool], Callable[[Any], Any], str
     ("default_share", _share, float, "a share of the budget above 0 and at most 1 (0.2 is a fifth)"),
     ("plateau_patience", _whole(0), int, "a whole number of epochs, at least 0"),
     ("cost_aware_space", _flag, bool, "true or false"),
+    ("promote_share", lambda v: v == 0 or (_share(v) and v < 1), float,
+     "a share of the budget, at least 0 and below 1 (0.2 is a fifth; 0 turns it off)"),
+    ("focus", lambda v: v in ("auto", "all") or _whole(1)(v), lambda v: v, "auto, all, or a whole number of at least 1"),
 )

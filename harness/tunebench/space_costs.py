@@ -74,9 +74,12 @@ class SpaceCosts:
     builds: int = 0
     seconds: float = 0.0
     note: str | None = None
+    #: The focus (`focus`): {"varied": [names], "held": {name: default}, "wanted": trials}, or None.
+    focused: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"restrictions": self.restrictions, "removed": self.removed, "share_s": round(self.share_s, 2),
+                "focused": self.focused,
                 "limit_s": None if self.limit_s is None else round(self.limit_s, 2),
                 "default_epoch_s": None if self.default_epoch_s is None else round(self.default_epoch_s, 3),
                 "builds": self.builds, "seconds": round(self.seconds, 2), "note": self.note}
@@ -88,10 +91,21 @@ class SpaceCosts:
                    share_s=float(raw.get("share_s") or 0.0), limit_s=raw.get("limit_s"),
                    default_epoch_s=raw.get("default_epoch_s"),
                    builds=int(raw.get("builds") or 0), seconds=float(raw.get("seconds") or 0.0),
-                   note=raw.get("note"))
+                   note=raw.get("note"), focused=raw.get("focused"))
 
     def describe(self) -> str:
-        """One line for the search's log."""
+        """What the search's log says: the focus, then the cost model's line."""
+        lines = []
+        if self.focused:
+            held = self.focused["held"]
+            lines.append(f"focus: varies {', '.join(self.focused['varied']) or 'nothing'} (about "
+                         f"{self.focused['wanted']} scored trials fit the budget: one hyperparameter per "
+                         f"{TRIALS_PER_HYPERPARAMETER}); holds {len(held)} at the default: {', '.join(held)}")
+        if self.limit_s is not None or self.note or self.removed:
+            lines.append(self._costs_line())
+        return "\n".join(lines)
+
+    def _costs_line(self) -> str:
         if not self.removed:
             return (f"cost-aware space: every value fits a {self.share_s:.0f} s share"
                     + (f" ({self.note})" if self.note else "") + f"; {self.builds} builds, {self.seconds:.1f} s")
@@ -116,8 +130,8 @@ def apply(family: ModelFamily, costs: SpaceCosts) -> None:
 
 def for_search(job: Any, store: Any, family: ModelFamily, strategy: Any, data: Any, *,
                fresh: bool) -> SpaceCosts | None:
-    """The search's cost-aware space, applied to `family`: estimated now when `fresh` (lane 0, before
-    its clock starts) and recorded in the run, else read back from the run (a lane, a resume)."""
+    """The search's focused, cost-aware space, applied to `family`: worked out now when `fresh` (lane
+    0, before its clock starts) and recorded in the run, else read back from the run (a lane, a resume)."""
     from tunebench.settings import DEFAULT_MIN_TRIALS
 
     if not fresh:
@@ -127,19 +141,70 @@ def for_search(job: Any, store: Any, family: ModelFamily, strategy: Any, data: A
             apply(family, costs)
         return costs
     settings = job.search
-    if not settings.cost_aware_space or not strategy.explores or not family.cost_model:
+    if not strategy.explores:
         return None
-    share = share_of(job.budget_s, default_first=settings.first_trial == "defaults",
-                     default_share=settings.default_share, wanted=settings.min_trials or DEFAULT_MIN_TRIALS)
-    if job.trial_budget_s:
-        share = min(share, job.trial_budget_s)
-    costs = estimate(family, data.spec, train_size=len(data.x_train), val_size=len(data.x_val), share_s=share,
-                     sample=data.x_train[:256], max_epochs=job.max_epochs,
-                     time_limit=min(MAX_SECONDS, max(MIN_SECONDS, 0.05 * job.budget_s)))
-    apply(family, costs)
+    wanted = settings.min_trials or DEFAULT_MIN_TRIALS
+    focused = focus(family, data.spec, max_epochs=job.max_epochs, wanted=wanted, setting=settings.focus)
+    if focused is not None:
+        apply(family, SpaceCosts(restrictions={name: [value] for name, value in focused["held"].items()}))
+    costs = None
+    if settings.cost_aware_space and family.cost_model:
+        share = share_of(job.budget_s, default_first=settings.first_trial == "defaults",
+                         default_share=settings.default_share, wanted=wanted)
+        if job.trial_budget_s:
+            share = min(share, job.trial_budget_s)
+        costs = estimate(family, data.spec, train_size=len(data.x_train), val_size=len(data.x_val), share_s=share,
+                         sample=data.x_train[:256], max_epochs=job.max_epochs,
+                         time_limit=min(MAX_SECONDS, max(MIN_SECONDS, 0.05 * job.budget_s)))
+        apply(family, costs)
+    if focused is not None:
+        costs = costs or SpaceCosts()
+        costs.focused = focused
+        costs.restrictions = {**costs.restrictions, **{name: [v] for name, v in focused["held"].items()}}
+    if costs is None:
+        return None
     store.update_run(job.run_id, space_costs=costs.to_json())
     print(costs.describe(), flush=True)
     return costs
+
+
+#: A search varies one of its family's hyperparameters per this many scored trials its budget buys
+#: (`focus: auto`), and never fewer than `MIN_FOCUS`.
+TRIALS_PER_HYPERPARAMETER = 3
+MIN_FOCUS = 2
+
+
+def focus(family: ModelFamily, spec: DataSpec, *, max_epochs: int | None, wanted: int,
+          setting: int | str = "auto") -> dict[str, Any] | None:
+    """Which hyperparameters a search of the family's default space varies, and the values it holds
+    the others at (the family default's). A dozen trials cannot explore twenty dimensions: they
+    land on draws that are far from the calibrated default in a dozen ways at once, and the search
+    ends by selecting the default. The family names its hyperparameters, most important first
+    (`ModelFamily.priority`; a name may end in `*`); `setting` says how many of those names are
+    varied (`auto`: one per `TRIALS_PER_HYPERPARAMETER` scored trials wanted, at least `MIN_FOCUS`).
+    Names the priority leaves out are held too. None (the whole space) with `all`, for a family
+    that declares no priority, or when the suite narrowed the space itself (`space:`) or searches
+    the epochs."""
+    import fnmatch
+
+    from tunebench.declared import declared_space
+
+    if setting == "all" or not family.priority or family.restrictions or family.epochs_searched:
+        return None
+    count = int(setting) if setting != "auto" else max(MIN_FOCUS, wanted // TRIALS_PER_HYPERPARAMETER)
+    found = declared_space(family, spec, None, max_epochs)
+    if found.error or found.space_error:
+        return None  # the first trial records why the family does not build
+    defaults = {**family.default_values(spec), **family.pins}
+    free = [name for name, p in found.params.items()
+            if name not in family.pins and name not in family.epoch_names and len(p.grid(2)) > 1]
+    varied: list[str] = []
+    for pattern in family.priority[:count]:
+        varied += [n for n in free if fnmatch.fnmatchcase(n, pattern) and n not in varied]
+    held = {n: defaults.get(n, found.params[n].default_value) for n in free if n not in varied}
+    if not held:
+        return None
+    return {"varied": varied, "held": held, "wanted": wanted}
 
 
 def share_of(budget_s: float, *, default_first: bool, default_share: float | None, wanted: int) -> float:

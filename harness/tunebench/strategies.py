@@ -193,6 +193,12 @@ class SearchContext(ABC):
         a context has none. Called by the harness, not by strategies."""
         return None
 
+    def promote(self) -> TrialRecord | None:
+        """The harness's own last trial (`promote_share`), after the strategy's: its best
+        configuration continued in the budget's reserved end; None where a context has none.
+        Called by the harness, not by strategies."""
+        return None
+
     def discard_checkpoint(self, number: int) -> None:
         """Free trial `number`'s checkpoint early (no later trial will continue it)."""
         return None

@@ -99,7 +99,8 @@ def test_other_trials_get_their_share_and_the_epochs_it_fits(tmp_path):
                                   search_options={"feasibility_guard": False})
     trials = store.trials([run_id])
     assert len(trials) >= 3
-    for trial in trials[1:]:
+    strategy_trials = [t for t in trials[1:] if not t["notes"].get("promoted")]
+    for trial in strategy_trials:
         notes = trial["notes"]
         if notes.get("not_started"):
             continue
@@ -107,7 +108,7 @@ def test_other_trials_get_their_share_and_the_epochs_it_fits(tmp_path):
         assert trial["epoch_budget"] == assigned["epochs"] <= assigned["most"]
         # capped at its share of the time left, unless the trials wanted have scored, or the budget's
         # end comes first (the last trial)
-        assert "min_trials_cap_s" in notes or trial is trials[-1] or sum(
+        assert "min_trials_cap_s" in notes or "reserve_cap_s" in notes or trial is strategy_trials[-1] or sum(
             t["score"] is not None for t in trials if t["number"] < trial["number"]) >= DEFAULT_MIN_TRIALS - 1
         if assigned["estimated_epoch_s"]:
             # as many epochs as the estimate fits in the share (at least one)
@@ -116,6 +117,90 @@ def test_other_trials_get_their_share_and_the_epochs_it_fits(tmp_path):
         assert trial["status"] in ("ok", "timeout")
         if trial["status"] == "ok" and trial["epochs_done"] < trial["epoch_budget"]:
             assert notes["stopped"] in ("share", "plateau")
+
+
+def test_the_budgets_end_continues_the_strategys_best_configuration(tmp_path):
+    budget = 24
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=budget, max_epochs=None,
+                                  model_options={"then": "slow", "batch_sleep": 0.02},
+                                  search_options={"feasibility_guard": False})
+    trials, run = store.trials([run_id]), store.run(run_id)
+    promoted = [t for t in trials if t["notes"].get("promoted")]
+    assert len(promoted) == 1 and promoted[0]["number"] == trials[-1]["number"], [t["notes"] for t in trials]
+    last = promoted[0]
+    # the candidate: the best score among the strategy's budget-assigned trials (the first of equals),
+    # never the family default's
+    candidates = [t for t in trials if "epochs_assigned" in t["notes"] and t["score"] is not None
+                  and t["status"] in ("ok", "timeout") and t["error_kind"] != "infeasible"]
+    best = max(candidates, key=lambda t: t["score"])
+    moved = last["notes"]["promoted"]
+    assert moved["from_trial"] == best["number"] == last["notes"]["resumed_from"]
+    assert moved["from_epoch"] == best["epochs_done"] == last["notes"]["initial_epoch"]
+    assert moved["to_epoch"] == last["epoch_budget"] > moved["from_epoch"]
+    assert last["params"] == best["params"] and last["status"] == "ok" and last["epochs_done"] >= 1
+    # no strategy trial started in the reserved fifth
+    reserve = 0.2 * budget
+    for trial in trials[1:-1]:
+        assert trial["started_at"] - run["started_at"] <= budget - reserve + 0.5, trial
+    # selected only on its merit: the run's best is the trial with the best score
+    assert run["best_val"] == pytest.approx(max(t["score"] for t in trials if t["score"] is not None))
+
+
+def test_no_reserve_without_a_promote_share_and_focus_off_for_a_family_without_priority(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=8, max_epochs=None,
+                                  model_options={"then": "slow", "batch_sleep": 0.02},
+                                  strategy_options={"max_trials": 3},
+                                  search_options={"feasibility_guard": False, "promote_share": 0})
+    trials = store.trials([run_id])
+    assert len(trials) == 3 and not any("promoted" in t["notes"] or "reserve_cap_s" in t["notes"] for t in trials)
+    assert not (store.run(run_id)["space_costs"] or {}).get("focused")
+
+
+def test_a_search_varies_the_familys_most_important_hyperparameters_and_holds_the_rest():
+    from tunebench import space_costs
+
+    spec = DataSpec((32, 32, 3), tuple("abcd"), train_size=2_500)
+    family = _family("scratch_cnn")
+    free = {n for n, p in declared_space(family, spec).params.items() if n != "epochs" and len(p.grid(2)) > 1}
+    found = space_costs.focus(family, spec, max_epochs=None, wanted=12)  # 12 trials: 4 hyperparameters
+    assert found["varied"] == ["learning_rate", "dropout", "dense_dropout", "batch_size"]
+    assert set(found["varied"]) | set(found["held"]) == free and not set(found["varied"]) & set(found["held"])
+    assert found["held"]["blocks"] == 3 and found["held"]["batch_norm"] == "none"
+    assert found["held"]["filters_1"] == 64 and found["held"]["optimizer"] == "adam"
+    # a name ending in * counts once: 5 names vary the three blocks' filters too
+    assert space_costs.focus(family, spec, max_epochs=None, wanted=15)["varied"][4:] == [
+        "filters_0", "filters_1", "filters_2"]
+    assert space_costs.focus(family, spec, max_epochs=None, wanted=12, setting=2)["varied"] == [
+        "learning_rate", "dropout"]
+    assert space_costs.focus(family, spec, max_epochs=None, wanted=3)["varied"] == ["learning_rate", "dropout"]
+    assert space_costs.focus(family, spec, max_epochs=None, wanted=12, setting="all") is None
+    # the suite's own space is never narrowed, nor a family's without a priority
+    assert space_costs.focus(_family("scratch_cnn", space={"blocks": [1, 2]}), spec, max_epochs=None,
+                             wanted=12) is None
+    assert space_costs.focus(_family("scripted"), spec, max_epochs=None, wanted=12) is None
+    held = FixedHyperParameters().restrict({n: [v] for n, v in found["held"].items()})
+    family.build(held, spec)
+    assert held.params["blocks"].values == (3,) and held.params["dropout"].kind == "float"
+
+
+def test_a_focused_search_draws_only_what_it_varies(tmp_path):
+    store, run_id, _ = run_search(tmp_path, model_family="mlp", budget_s=20, max_epochs=2,
+                                  strategy_options={"max_trials": 4})
+    focused = store.run(run_id)["space_costs"]["focused"]
+    assert focused["varied"] == ["learning_rate", "dropout", "units", "layers"]
+    trials = store.trials([run_id])
+    assert len(trials) >= 2
+    for trial in trials:
+        assert all(trial["params"][name] == value for name, value in focused["held"].items()), trial["params"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("promote_share", 1), ("promote_share", -0.1), ("focus", 0),
+                                            ("focus", "some")])
+def test_bad_promote_share_and_focus_are_reported(key, value):
+    from tunebench.settings import SearchSettings
+
+    _, problems = SearchSettings.parse({key: value})
+    assert len(problems) == 1 and key in problems[0]
 
 
 def test_a_plateau_ends_a_budgeted_trial(tmp_path):
@@ -137,6 +222,7 @@ def test_multi_fidelity_strategies_keep_their_own_epochs(tmp_path):
     assert strategy_trials
     for trial in strategy_trials:
         assert "epochs_assigned" not in trial["notes"] and "min_trials_cap_s" not in trial["notes"]
+        assert "promoted" not in trial["notes"] and "reserve_cap_s" not in trial["notes"]  # no reserve kept
         assert trial["epoch_budget"] in (1, 2, 4), trial
     continued = [t for t in strategy_trials if t["notes"].get("resumed_from") is not None]
     assert all(t["epochs_done"] == t["epoch_budget"] - t["notes"]["initial_epoch"] for t in continued

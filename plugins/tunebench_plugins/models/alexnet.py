@@ -17,6 +17,9 @@ class AlexNet(ModelFamily):
     """AlexNet: original 227 px geometry, or the small-input (32-64 px) adaptation; width multiplier."""
 
     name = "alexnet"
+    #: the most important first (the learning rate; then regularisation, width, depth), for `focus`
+    priority = ("learning_rate", "dropout", "width", "batch_size", "dense_units", "optimizer", "activation",
+                "class_weight")
     tasks = frozenset({"multiclass", "multilabel"})
     min_input_size = 32
     optimizers = ("sgd", "adam", "rmsprop", "nadam")

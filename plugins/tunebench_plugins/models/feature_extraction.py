@@ -21,6 +21,9 @@ class FeatureExtraction(backbones.BackboneFamily):
     """Frozen pretrained backbone, features cached once on disk; trials search only the dense head."""
 
     name = "feature_extraction"
+    #: the most important first (the learning rate; then regularisation, width, depth), for `focus`
+    priority = ("learning_rate", "head_dropout", "head_layers", "head_units_*", "batch_size", "optimizer",
+                "class_weight")
     default_optimizer = "adam"
     default_batch_size = 64
     default_epochs = 20

@@ -9,6 +9,9 @@ class MLP(ModelFamily):
     """Dense network: Flatten - [Dense(units x taper^i, relu) - Dropout] x layers - softmax."""
 
     name = "mlp"
+    #: the most important first (the learning rate; then regularisation, width, depth), for `focus`
+    priority = ("learning_rate", "dropout", "units", "layers", "batch_size", "optimizer", "activation", "taper",
+                "class_weight")
     tasks = frozenset({"multiclass", "multilabel"})
     default_optimizer = "rmsprop"
     default_batch_size = 128

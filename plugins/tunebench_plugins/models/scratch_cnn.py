@@ -19,6 +19,10 @@ class ScratchCNN(ModelFamily):
     """CNN from scratch: 1-6 conv blocks, pooling, batch norm, dropout, L1/L2, flatten/GAP head, augmentation."""
 
     name = "scratch_cnn"
+    #: the most important first (the learning rate; then regularisation, width, depth), for `focus`
+    priority = ("learning_rate", "dropout", "dense_dropout", "batch_size", "filters_*", "blocks", "dense_units",
+                "optimizer", "weight_decay", "batch_norm", "kernel_size", "convs_per_block", "head", "activation",
+                "augment", "pooling", "pool_size", "padding", "final_pool", "class_weight")
     tasks = frozenset({"multiclass", "multilabel"})
     min_input_size = 8
     default_optimizer = "adam"

@@ -28,6 +28,9 @@ class Transfer(backbones.BackboneFamily):
     """Pretrained backbone + new head, trained frozen then fine-tuned (VGG16, InceptionV3, ResNet50, MobileNets...)."""
 
     name = "transfer"
+    #: the most important first (the learning rate; then regularisation, width, depth), for `focus`
+    priority = ("learning_rate", "head_dropout", "fine_tune_learning_rate", "fine_tune_share", "unfreeze_layers",
+                "head_units", "batch_size", "optimizer", "fine_tune_optimizer", "class_weight")
     optimizers = ("adam", "rmsprop", "sgd", "nadam")
     default_optimizer = "rmsprop"
     default_batch_size = 32
