@@ -343,5 +343,6 @@ _CHECKED_KEYS: tuple[tuple[str, Callable[[Any], bool], Callable[[Any], Any], str
     ("cost_aware_space", _flag, bool, "true or false"),
     ("promote_share", lambda v: v == 0 or (_share(v) and v < 1), float,
      "a share of the budget, at least 0 and below 1 (0.2 is a fifth; 0 turns it off)"),
-    ("focus", lambda v: v in ("auto", "all") or _whole(1)(v), lambda v: v, "auto, all, or a whole number of at least 1"),
+    ("focus", lambda v: v in ("auto", "all") or _whole(1)(v), lambda v: v,
+     "auto, all, or a whole number of at least 1"),
 )
