@@ -542,6 +542,7 @@ class TrialContext(SearchContext):
             return
         finally:
             trial.timings["checkpoint"] += time.monotonic() - tc
+        trial.notes["checkpoint"] = True
         if old is not None:
             self.discard_checkpoint(old.number)
         self._candidate = _Candidate(trial.number, dict(trial.hp.values), float(callback.best_score), reached,
