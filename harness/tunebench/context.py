@@ -428,8 +428,8 @@ class TrialContext(SearchContext):
             self._reserve = promote * self.budget.seconds
         if self._reserve:
             end = time.monotonic() + self._left()  # the strategy's part of the budget ends there
-            if end < trial.deadline:
-                trial.deadline = max(end, floor)
+            if end < trial.deadline:  # never past the deadline it had (a floor can reach beyond it)
+                trial.deadline = min(trial.deadline, max(end, floor))
                 trial.notes["reserve_cap_s"] = round(trial.deadline - trial.t0, 2)
         trial.notes["most_epochs"] = settings.epochs
         if self.search_options.min_trials is None:  # an explicit `min_trials` set the share at the trial's start

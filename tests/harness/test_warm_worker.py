@@ -23,6 +23,7 @@ budget: 8s
 max_epochs: 1
 first_trial: none
 cost_aware_space: false  # its builds would spoil the state (the probe's purpose) before the first trial
+focus: all               # so would the focus's reference build (the probe is an mlp, which has a priority)
 seeds: {seeds}
 datasets: [{{counted_digits: {{source: {source}}}}}]
 model_families: [{{probe: {{params: {{layers: 1, units: 16}}}}}}]
