@@ -431,7 +431,6 @@ class TrialContext(SearchContext):
             if end < trial.deadline:  # never past the deadline it had (a floor can reach beyond it)
                 trial.deadline = min(trial.deadline, max(end, floor))
                 trial.notes["reserve_cap_s"] = round(trial.deadline - trial.t0, 2)
-        trial.notes["most_epochs"] = settings.epochs
         if self.search_options.min_trials is None:  # an explicit `min_trials` set the share at the trial's start
             wanted = DEFAULT_MIN_TRIALS
             most = self.job.strategy.options.get("max_trials")
@@ -547,7 +546,7 @@ class TrialContext(SearchContext):
             self.discard_checkpoint(old.number)
         self._candidate = _Candidate(trial.number, dict(trial.hp.values), float(callback.best_score), reached,
                                      float(statistics.median(callback.epoch_seconds)),
-                                     int(trial.notes.get("most_epochs") or settings.epochs))
+                                     int(trial.notes["epochs_assigned"]["most"]))
 
     def promote(self) -> TrialRecord | None:
         """Spend the promotion's reserve (`promote_share`) on the strategy's best configuration: its

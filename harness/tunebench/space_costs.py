@@ -145,8 +145,9 @@ def for_search(job: Any, store: Any, family: ModelFamily, strategy: Any, data: A
         return None
     wanted = settings.min_trials or DEFAULT_MIN_TRIALS
     focused = focus(family, data.spec, max_epochs=job.max_epochs, wanted=wanted, setting=settings.focus)
-    if focused is not None:
-        apply(family, SpaceCosts(restrictions={name: [value] for name, value in focused["held"].items()}))
+    held = {name: [value] for name, value in focused["held"].items()} if focused is not None else {}
+    if held:  # before the cost model, which then estimates only what is varied
+        apply(family, SpaceCosts(restrictions=held))
     costs = None
     if settings.cost_aware_space and family.cost_model:
         share = share_of(job.budget_s, default_first=settings.first_trial == "defaults",
@@ -160,7 +161,7 @@ def for_search(job: Any, store: Any, family: ModelFamily, strategy: Any, data: A
     if focused is not None:
         costs = costs or SpaceCosts()
         costs.focused = focused
-        costs.restrictions = {**costs.restrictions, **{name: [v] for name, v in focused["held"].items()}}
+        costs.restrictions = {**costs.restrictions, **held}
     if costs is None:
         return None
     store.update_run(job.run_id, space_costs=costs.to_json())
