@@ -429,7 +429,11 @@ class KerasTunerHyperParameters(HyperParameters):
                                   sampling=sampling, default=param.default))
         if param.kind == "boolean":
             return bool(hp.Boolean(param.name, default=bool(param.default)))
-        return hp.Choice(param.name, list(param.values), default=param.default)  # type: ignore[arg-type]
+        value = hp.Choice(param.name, list(param.values), default=param.default)  # type: ignore[arg-type]
+        # KerasTuner standardizes a choice of booleans to ints (bool is an int subclass), so a
+        # boolean held at its default by `space:` or the focus would come back as 0: give back the
+        # declared value itself.
+        return next((v for v in param.values or () if v == value), value)
 
 
 def as_keras_tuner(hp: HyperParameters) -> Any:

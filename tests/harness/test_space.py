@@ -136,6 +136,18 @@ def test_keras_tuner_adapter_declares_into_and_reads_from_keras_tuner():
     assert lr.sampling == "log"
 
 
+def test_a_boolean_held_at_one_value_comes_back_from_keras_tuner_as_a_boolean():
+    # KerasTuner turns a choice of booleans into ints; the value recorded for the trial (and pinned
+    # again for the test evaluation) must still be a boolean.
+    kt = pytest.importorskip("keras_tuner")
+    kt_hp = kt.HyperParameters()
+    hp = KerasTunerHyperParameters(kt_hp).restrict({"batch_norm": [False]})
+    values = declare(hp)
+    assert values["batch_norm"] is False and kt_hp.values["batch_norm"] == 0
+    again = FixedHyperParameters(values)
+    assert declare(again)["batch_norm"] is False
+
+
 def test_a_restricted_space_offers_only_the_listed_values_and_pins_still_win():
     from tunebench.space import Param
 
