@@ -6,6 +6,11 @@ against reality")
    sequence (configurations, epochs, continuations, the strategy's recorded sampler seconds) is
    replayed on that table's simulated clock, and the simulated time from the search's start to the
    end of its last trial that was not cut by the deadline is set against the real one.
+   How near any simulator can come is bounded by the machine itself: the same configuration's
+   trial, run twice for real, does not take the same time twice. The figures below set the
+   durations of every two full, from-scratch runs of one configuration in the real searches
+   against each other, and bootstrap how many of the searches an exact simulator would bring within
+   5 % of reality when each real trial varies as those pairs do (its noise floor).
 2. Ranking fidelity. The strategies' mean test scores in the real searches (3 seeds) are set
    against theirs on the table (`cifar10_cnn_replay`, 30 seeds), as Spearman's and Kendall's rank
    correlations (SciPy).
@@ -18,6 +23,7 @@ Writes results/perf/simulator_fidelity.{json,md}.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -68,6 +74,30 @@ def replay_run(table, task, run, trials):
     return real, simulated[last["number"]][1], pairs
 
 
+def repeatability(store, runs) -> list[float]:
+    """Real against real: the duration ratio of every two full, from-scratch, scored trials of the
+    same configuration and epoch count in the real searches, both ways round."""
+    durations: dict[str, list[float]] = {}
+    for run in runs:
+        for t in store.trials([run["id"]]):
+            if (t["status"] == TrialStatus.OK and t["params"] and t["epochs_done"] == t["epoch_budget"]
+                    and (t["notes"] or {}).get("resumed_from") is None):
+                durations.setdefault(json.dumps([t["params"], t["epoch_budget"]], sort_keys=True), []).append(
+                    t["finished_at"] - t["started_at"])
+    return [a / b for d in durations.values() for a, b in itertools.permutations(d, 2)]
+
+
+def noise_floor(pairs, ratios, draws=10_000, seed=0) -> float:
+    """The chance that an exact simulator brings this search within 5 % of a real run whose trials
+    each vary by a ratio drawn from `ratios` (real run against real run)."""
+    import numpy as np
+
+    simulated = np.array([s for _, s in pairs])
+    noise = np.random.default_rng(seed).choice(np.array(ratios), size=(draws, len(simulated)))
+    ratio = simulated.sum() / (noise * simulated).sum(axis=1)
+    return float(np.mean(np.abs(ratio - 1) <= 0.05))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", default="results/fidelity", help="results folder of cifar10_cnn_search")
@@ -84,6 +114,7 @@ def main() -> None:
     real_store = Store.open(args.real, readonly=True)
     runs = [r for r in real_store.runs(suite="cifar10_cnn_search") if r["status"] == "ok"]
     clock = []
+    repeats = repeatability(real_store, runs)
     for run in runs:
         if run["strategy_label"] not in args.strategies:
             continue
@@ -93,7 +124,8 @@ def main() -> None:
         clock.append({"strategy": run["strategy_label"], "seed": run["seed"], "trials": len(trials),
                       "real_s": round(real, 2), "simulated_s": round(simulated, 2),
                       "ratio": round(simulated / real, 4),
-                      "per_trial_ratio_median": round(statistics.median(per_trial), 4) if per_trial else None})
+                      "per_trial_ratio_median": round(statistics.median(per_trial), 4) if per_trial else None,
+                      "noise_floor_p_within_5": round(noise_floor(pairs, repeats), 3) if repeats and pairs else None})
     real_scores: dict[str, list[float]] = {}
     for run in runs:
         real_scores.setdefault(run["strategy_label"], []).append(run["test_score"])
@@ -113,17 +145,29 @@ def main() -> None:
                "simulated_seeds": [len(sim_scores[n]) for n in names],
                "spearman": round(float(spearman.statistic), 3), "spearman_p": round(float(spearman.pvalue), 3),
                "kendall": round(float(kendall.statistic), 3), "kendall_p": round(float(kendall.pvalue), 3)}
+    floor = [c["noise_floor_p_within_5"] for c in clock if c["noise_floor_p_within_5"] is not None]
+    quantiles = statistics.quantiles(repeats, n=20) if len(repeats) >= 2 else [None] * 19
+    agree = sum(abs(r - 1) <= 0.05 for r in repeats)
+    repeat = {"pairs": len(repeats), "within_5_percent": round(agree / len(repeats), 3) if repeats else None,
+              "ratio_5th_percentile": quantiles[0] and round(quantiles[0], 3),
+              "ratio_95th_percentile": quantiles[-1] and round(quantiles[-1], 3),
+              "expected_searches_within_5_percent": round(sum(floor), 1)}
     ratios = [c["ratio"] for c in clock]
     result = {"clock": clock, "clock_ratio_median": statistics.median(ratios) if ratios else None,
               "clock_within_5_percent": sum(abs(r - 1) <= 0.05 for r in ratios), "clock_runs": len(ratios),
-              "ranking": ranking}
+              "repeatability": repeat, "ranking": ranking}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "simulator_fidelity.json").write_text(json.dumps(result, indent=1))
-    lines = ["| strategy | seed | trials | real s | simulated s | ratio | per-trial ratio (median) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | seed | trials | real s | simulated s | ratio | per-trial ratio (median) | "
+             "noise floor: P(within 5 %) |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c['strategy']} | {c['seed']} | {c['trials']} | {c['real_s']} | {c['simulated_s']} | "
-              f"{c['ratio']} | {c['per_trial_ratio_median']} |" for c in clock]
+              f"{c['ratio']} | {c['per_trial_ratio_median']} | {c['noise_floor_p_within_5']} |" for c in clock]
+    lines += ["", f"Within 5 %: {result['clock_within_5_percent']} of {len(ratios)} searches. Real against real, the "
+                  f"same configuration's full trial: {repeat['pairs']} ordered pairs, {repeat['within_5_percent']} "
+                  f"within 5 %, ratio {repeat['ratio_5th_percentile']}-{repeat['ratio_95th_percentile']} (5th-95th "
+                  f"percentile); an exact simulator would bring {repeat['expected_searches_within_5_percent']} "
+                  f"searches within 5 % (expected)."]
     lines += ["", "| strategy | real mean test (seeds) | simulated mean test (seeds) |", "|---|---|---|"]
     lines += [f"| {n} | {r:.4f} ({rs}) | {s:.4f} ({ss}) |" for n, r, rs, s, ss in
               zip(names, real_mean, ranking["real_seeds"], sim_mean, ranking["simulated_seeds"])]
