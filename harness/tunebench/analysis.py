@@ -584,6 +584,33 @@ def _reach(curve: Any, target: float, fractions: list[float]) -> float:
     return fractions[hits[0]] if len(hits) else math.nan
 
 
+def surrogate_corners(runs: pd.DataFrame) -> str | None:
+    """A warning, where runs searched a surrogate table (`Table.surrogate`) and some selected a
+    corner of its box: every searched numeric hyperparameter at a bound of its range. A surrogate
+    extrapolates there, and its score may be one no real network reaches (on LCBench, a maximum
+    dropout of 1.0 scored 0.949). None when no run did."""
+    if runs.empty or "table" not in runs:
+        return None
+    counts: dict[str, list[int]] = {}
+    tables: set[str] = set()
+    for strategy, table in zip(runs["strategy_label"], runs["table"]):
+        if not isinstance(table, dict) or not table.get("surrogate") or not table.get("selected_at_bounds"):
+            continue
+        hit, numeric = table["selected_at_bounds"]
+        tables.add(str(table.get("name")))
+        seen = counts.setdefault(str(strategy), [0, 0])
+        seen[0] += int(numeric >= 2 and hit == numeric)
+        seen[1] += 1
+    if not any(corner for corner, _ in counts.values()):
+        return None
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0] / kv[1][1], kv[0]))
+    return (f"Surrogate corners: on the surrogate table{'s' if len(tables) > 1 else ''} ({', '.join(sorted(tables))}) "
+            f"some runs selected a configuration with every numeric hyperparameter at a bound of its range, where "
+            f"a surrogate extrapolates and may score what no real network reaches: "
+            + " · ".join(f"{s} {c} of {n}" for s, (c, n) in ranked)
+            + ". A strategy that ranks high there may have found the surrogate's edge rather than a good network.")
+
+
 def costs(runs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """What each strategy spent its budget on, real and simulated runs alike: its sampler's own
     seconds per trial, and the shares of the budget that went to training (trials that trained), to

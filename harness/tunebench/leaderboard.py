@@ -481,6 +481,9 @@ def strategy_tables(store: Store, runs: pd.DataFrame) -> dict[str, Any]:
 
     trials = store.trial_frame([int(i) for i in runs["id"]])
     comparison = analysis.compare_strategies(runs)
+    corners = analysis.surrogate_corners(runs)
+    if corners:
+        comparison.notes.append(corners)
     study = analysis.anytime_study(runs, trials)
     summary = pd.DataFrame(index=comparison.mean_rank.index)
     if len(summary.index):

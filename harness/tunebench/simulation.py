@@ -470,6 +470,12 @@ def simulate(table: Table, task: str, strategy_factory: Any, *, seed: int, budge
         "table": {**table.identity(), "task": task, "optimum": table.optimum(task),
                   "surrogate_seconds": round(shared.table_s, 4)},
     }
+    if table.surrogate:
+        from tunebench.tables import at_bounds
+
+        run["table"]["surrogate"] = True
+        if best is not None:
+            run["table"]["selected_at_bounds"] = list(at_bounds(table, task, best.params))
     return Simulated(run, rows, run["stop_reason"], error)
 
 

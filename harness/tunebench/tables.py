@@ -83,6 +83,11 @@ class Table(Configurable):
     objective: ClassVar[str] = "val_accuracy"
     #: What the test score of a configuration is, for the run's record and the report.
     test_metric: ClassVar[str] = "test accuracy"
+    #: True when the table answers from a fitted model of recorded runs (a surrogate) rather than
+    #: the runs themselves: at the edge of its box it extrapolates, and a strategy may find scores
+    #: there that no real network reaches. A run records how many of its selection's numeric
+    #: hyperparameters sit at a bound (`at_bounds`), and the leaderboard flags the corners.
+    surrogate: ClassVar[bool] = False
 
     common_options: ClassVar[Mapping[str, Option]] = {
         "tasks": Option(list, None, "the tasks to run (default: every task of the table)"),
@@ -171,10 +176,28 @@ class Table(Configurable):
         return []
 
 
+def at_bounds(table: Table, task: str, config: Mapping[str, Any]) -> tuple[int, int]:
+    """(at a bound, numeric): how many of the task's searched numeric hyperparameters `config`
+    sets at the low or high end of their range, and how many numeric ones it searches."""
+    from tunebench.space import DefaultHyperParameters
+
+    hp = DefaultHyperParameters().pin(table.pins)
+    table.declare(hp, task)
+    hit = numeric = 0
+    for name, param in hp.params.items():
+        if name in table.pins or param.kind not in ("int", "float") or param.low == param.high or name not in config:
+            continue
+        numeric += 1
+        value = float(config[name])
+        hit += any(math.isclose(value, float(end), rel_tol=1e-6, abs_tol=1e-12)  # type: ignore[arg-type]
+                   for end in (param.low, param.high))
+    return hit, numeric
+
+
 def budget_rule(dimension: int) -> int:
     """Full evaluations a search of a `dimension`-dimensional space gets, as YAHPO Gym and CARP-S
     give them: ⌈20 + 40·√d⌉."""
     return math.ceil(20 + 40 * math.sqrt(dimension))
 
 
-__all__ = ["Curve", "Table", "budget_rule"]
+__all__ = ["Curve", "Table", "at_bounds", "budget_rule"]

@@ -157,6 +157,35 @@ def test_profiles_speedups_and_costs_from_a_simulated_study(tmp_path):
     assert costs.loc["optuna_tpe", "sampler_s_per_trial"] > costs.loc["random", "sampler_s_per_trial"]
     text = leaderboard.render_strategies(store)
     assert "Performance profile" in text and "speed-up vs random" in text and "at 25% of the budget" in text
+    assert "Surrogate corners" not in text  # scripted_table is not a surrogate
+
+
+def test_the_leaderboard_flags_selections_at_a_corner_of_a_surrogates_box(tmp_path):
+    from tunebench.tables import at_bounds
+    from tunebench.testing.scripted import ScriptedSurrogate
+
+    suite = write_suite(tmp_path / "s.yaml", """
+budget: rule
+seeds: 2
+first_trial: none
+sampler_time: apart
+tables:
+  - scripted_surrogate: {tasks: [bowl]}
+strategies: [random, grid]
+""")
+    done = tunebench("run", str(suite), "--results", str(tmp_path / "r"), "--plugin", TESTING_PLUGINS)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = Store.open(tmp_path / "r", readonly=True)
+    runs = leaderboard.latest_runs(store).to_dict("records")
+    corners = {"random": 0, "grid": 0}
+    for r in runs:  # what each run recorded is what its selection says
+        hit, numeric = at_bounds(ScriptedSurrogate(), "bowl", r["best_params"])
+        assert r["table"]["selected_at_bounds"] == [hit, numeric] and numeric == 2
+        corners[r["strategy_label"]] += hit == numeric
+    assert corners["grid"] == 2  # the grid's ends include the corner the surrogate rises to
+    text = leaderboard.render_strategies(store)
+    assert "Surrogate corners" in text and "(scripted_surrogate)" in text
+    assert "grid 2 of 2" in text and f"random {corners['random']} of 2" in text
 
 
 def test_a_suite_declaring_the_benchmark_protocol_is_told_what_it_lacks(tmp_path):

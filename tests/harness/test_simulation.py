@@ -288,3 +288,37 @@ def test_a_signal_stops_simulated_searches_now_not_after_every_search_queued(tmp
             proc.communicate()
     assert proc.returncode != 0
     assert "run the same command again to resume" in err
+
+
+def test_at_bounds_counts_the_searched_numbers_at_an_end_of_their_range():
+    from tunebench.tables import at_bounds
+
+    assert at_bounds(table(), "bowl", {"x": 9, "lr": 0.1, "kind": "a"}) == (2, 2)  # a corner
+    assert at_bounds(table(), "bowl", {"x": 0, "lr": 0.010000000000000002, "kind": "b"}) == (1, 2)
+    assert at_bounds(table(), "bowl", {"x": 4, "lr": 0.05, "kind": "b"}) == (0, 2)
+    assert at_bounds(table(params={"x": 9}), "bowl", {"x": 9, "lr": 0.05, "kind": "a"}) == (0, 1)  # x is pinned
+
+
+def test_a_surrogate_tables_run_records_where_its_selection_sits_in_the_box():
+    surrogate = CATALOG.tables.get("scripted_surrogate")()
+
+    class Picks(SearchStrategy):
+        name = "picks"
+        configs: list = []
+
+        def search(self, ctx):
+            for config in self.configs:
+                ctx.run_trial(FixedHyperParameters(config))
+
+    Picks.configs = [{"x": 9, "lr": 0.1, "kind": "b"}, {"x": 5, "lr": 0.02, "kind": "b"}]  # the corner scores best
+    done = simulate(surrogate, "bowl", Picks, seed=0, budget_s=600.0,
+                    settings=SearchSettings(first_trial="none", sampler_time="apart"), charge_sampler=False)
+    assert done.run["best_params"]["x"] == 9
+    assert done.run["table"]["surrogate"] is True and done.run["table"]["selected_at_bounds"] == [2, 2]
+    Picks.configs = [{"x": 5, "lr": 0.1, "kind": "b"}]
+    assert simulate(surrogate, "bowl", Picks, seed=0, budget_s=600.0,
+                    settings=SearchSettings(first_trial="none", sampler_time="apart"),
+                    charge_sampler=False).run["table"]["selected_at_bounds"] == [1, 2]
+    plain = simulate(table(), "bowl", Picks, seed=0, budget_s=600.0,
+                     settings=SearchSettings(first_trial="none", sampler_time="apart"), charge_sampler=False)
+    assert "surrogate" not in plain.run["table"] and "selected_at_bounds" not in plain.run["table"]

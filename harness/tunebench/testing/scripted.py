@@ -211,6 +211,24 @@ class ScriptedTable(Table):
         return self.quality(task, {"x": 6, "lr": 0.01, "kind": "b"}) * (1 - math.exp(-self.max_epochs(task) / 2))
 
 
+class ScriptedSurrogate(ScriptedTable):
+    """Test double: `scripted_table` as a surrogate (`Table.surrogate`) whose scores rise towards the
+    corner x = 9, lr = 0.1 of its box, as a surrogate's extrapolation can."""
+
+    name = "scripted_surrogate"
+    surrogate = True
+
+    def quality(self, task: str, config: Any) -> float:
+        import math
+
+        return float(0.5 + 0.04 * config["x"] + 0.05 * (math.log10(config["lr"]) + 3)
+                     + (0.01 if config["kind"] == "b" else 0.0))
+
+    def optimum(self, task: str) -> None:  # type: ignore[override]
+        return None  # a surrogate's best is not known
+
+
 @hookimpl
 def tunebench_register_tables(registry: Registry[Table]) -> None:
     registry.add(ScriptedTable)
+    registry.add(ScriptedSurrogate)

@@ -40,6 +40,7 @@ class LCBench(Table):
     # one class), where plain validation accuracy says little and the surrogate has no test accuracy
     objective = "val_balanced_accuracy"
     test_metric = "test balanced accuracy (the surrogate's, after the selected epoch)"
+    surrogate = True  # YAHPO Gym's ONNX model of the LCBench runs, not the runs
 
     @cached_property
     def _config_space(self) -> dict[str, Any]:
