@@ -149,7 +149,7 @@ def test_the_budgets_end_continues_the_strategys_best_configuration(tmp_path):
 
 
 def test_no_reserve_without_a_promote_share_and_focus_off_for_a_family_without_priority(tmp_path):
-    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=8, max_epochs=None,
+    store, run_id, _ = run_search(tmp_path, model_family="scripted", budget_s=30, max_epochs=None,
                                   model_options={"then": "slow", "batch_sleep": 0.02},
                                   strategy_options={"max_trials": 3},
                                   search_options={"feasibility_guard": False, "promote_share": 0})
