@@ -149,13 +149,17 @@ class Table(Configurable):
         raise NotImplementedError(f"table '{self.name}' does not say what a full evaluation costs; give the "
                                   f"suite a budget in seconds")
 
-    def dimension(self, task: str) -> int:
-        """The number of hyperparameters a strategy searches (not pinned), for the budget rule."""
+    def searched(self, task: str) -> dict[str, Any]:
+        """The hyperparameters a strategy searches on `task` (declared, not pinned): name -> `Param`."""
         from tunebench.space import DefaultHyperParameters
 
         hp = DefaultHyperParameters().pin(self.pins)
         self.declare(hp, task)
-        return len([n for n in hp.params if n not in self.pins])
+        return {n: p for n, p in hp.params.items() if n not in self.pins}
+
+    def dimension(self, task: str) -> int:
+        """The number of hyperparameters a strategy searches (not pinned), for the budget rule."""
+        return len(self.searched(task))
 
     def optimum(self, task: str) -> float | None:
         """The best validation score any configuration reaches (the table's known optimum, for
@@ -179,17 +183,13 @@ class Table(Configurable):
 def at_bounds(table: Table, task: str, config: Mapping[str, Any]) -> tuple[int, int]:
     """(at a bound, numeric): how many of the task's searched numeric hyperparameters `config`
     sets at the low or high end of their range, and how many numeric ones it searches."""
-    from tunebench.space import DefaultHyperParameters
-
-    hp = DefaultHyperParameters().pin(table.pins)
-    table.declare(hp, task)
     hit = numeric = 0
-    for name, param in hp.params.items():
-        if name in table.pins or param.kind not in ("int", "float") or param.low == param.high or name not in config:
+    for name, param in table.searched(task).items():
+        if param.kind not in ("int", "float") or param.low == param.high or name not in config:
             continue
         numeric += 1
         value = float(config[name])
-        hit += any(math.isclose(value, float(end), rel_tol=1e-6, abs_tol=1e-12)  # type: ignore[arg-type]
+        hit += any(math.isclose(value, float(end), rel_tol=1e-6, abs_tol=1e-12)
                    for end in (param.low, param.high))
     return hit, numeric
 
