@@ -132,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FOLDER", help="the table's folder (manifest.json, trials.jsonl.gz)")
     p.add_argument("--name", help="the table's name (default: the suite's)")
 
+    p = sub.add_parser("export-runs", help="a results store's finished runs, with their trials and epochs, as one "
+                                           "file (gzipped JSON lines) that `merge` reads")
+    results_args(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="the archive to write, e.g. part-1.jsonl.gz")
+    filter_args(p)
+
+    p = sub.add_parser("merge", help="copy the finished runs of other results stores or `export-runs` archives into "
+                                     "this one (never overwriting: a search it has finished is left as it is)")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="a results directory, a SQLAlchemy URL, or an archive file from `export-runs`")
+    results_args(p)
+
     p = sub.add_parser("runs", help="the raw per-run rows")
     results_args(p)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -496,6 +508,59 @@ def cmd_export_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_runs(args: argparse.Namespace) -> int:
+    from tunebench.transfer import write_archive
+
+    store = _open_existing(args)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the archive's file name, e.g. {out / 'runs.jsonl.gz'}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    filters = {"suite": args.suite, "dataset": args.dataset, "model_family": args.model_family,
+               "strategy": args.strategy}
+    try:
+        counts = write_archive(store, out, filters=filters)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if not counts["runs"]:
+        out.unlink()
+        raise UsageError(f"no finished runs in {args.store or args.results} match: nothing written (check the "
+                         f"--suite / --dataset / --model-family / --strategy filters)")
+    print(f"{counts['runs']} runs ({counts['trials']} trials, {counts['epochs']} epochs) written to {out}, "
+          f"{out.stat().st_size / 2**20:.2f} MB; `tunebench merge {out} --results DIR` copies them into a store")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from tunebench.store import Store
+    from tunebench.transfer import bundles, merge, read_archive
+
+    target_where = args.store or str(Path(args.results).resolve() / "tunebench.db")
+    sources: list[tuple[str, Any]] = []
+    for where in args.sources:
+        path = Path(where)
+        if "://" in where:
+            sources.append((where, Store(where, readonly=True)))
+        elif path.is_file() and path.name != "tunebench.db":
+            sources.append((where, path))
+        elif path.is_dir() or path.name == "tunebench.db":
+            folder = path if path.is_dir() else path.parent
+            if (folder / "tunebench.db").resolve() == Path(target_where).resolve():
+                raise UsageError(f"{where} is the store being merged into; give another store or an archive")
+            sources.append((where, _open_existing(argparse.Namespace(results=str(folder), store=None))))
+        else:
+            raise UsageError(f"{where} does not exist: give a results directory, a SQLAlchemy URL or an archive "
+                             f"file from `tunebench export-runs`")
+    target = Store.open(args.results, args.store)
+    for where, source in sources:
+        runs = read_archive(source) if isinstance(source, Path) else bundles(source)
+        done = merge(target, runs)
+        print(f"{where}: {done.copied} runs copied ({done.trials} trials); {done.present} already in the store; "
+              f"{done.unfinished} not finished there, not copied")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _open_existing(args)
     rows = store.runs(suite=args.suite)
@@ -643,8 +708,9 @@ def _shown(value: Any, kind: str) -> Any:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "runs": cmd_runs,
-            "trials": cmd_trials, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
-            "dashboard": cmd_dashboard, "export-table": cmd_export_table}
+            "export-runs": cmd_export_runs, "merge": cmd_merge, "trials": cmd_trials, "plugins": cmd_plugins,
+            "report": cmd_report, "compare": cmd_compare, "dashboard": cmd_dashboard,
+            "export-table": cmd_export_table}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
