@@ -368,7 +368,9 @@ def _run_simulated(searches: list[Any], store: Any, args: argparse.Namespace) ->
     outcomes = []
     log = Path(args.results) / "simulated.log"
     for search, done in run_searches(searches, store.url, plugins=tuple(args.plugin), workers=workers, log=log):
-        if done.status != RunStatus.OK:
+        if done.status == "skipped":
+            print(f"  skip  {search.title} ({done.note})", file=sys.stderr)
+        elif done.status != RunStatus.OK:
             print(f"FAILED {search.title}: {done.note} (see {log})", file=sys.stderr)
         outcomes.append(Outcome(search, done.run_id, done.status, done.note, done.test_score))
     return outcomes

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -545,14 +546,68 @@ def _table_for(entry: Any) -> Table:
 
 
 def run_one(search: Any) -> Done:
-    """Run one simulated search (a `suite.Search` with `simulated`) and record it in the worker's store."""
-    import socket
+    """Run one simulated search (a `suite.Search` with `simulated`) and record it in the worker's
+    store, unless another runner on the same store has it (status `skipped`)."""
+    from tunebench.vocabulary import RunStatus
 
+    catalog, store = _WORKER["catalog"], _WORKER["store"]
+    token = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    taken = _taken(store, search.key, token)
+    if taken is not None:
+        return Done(search.key, taken[0], "skipped", taken[1], None)
+    try:
+        done = _run_claimed(search, catalog, store)
+    except BaseException:
+        store.release_claim(search.key, token)
+        raise
+    if done.status == RunStatus.OK:
+        store.bind_claim(search.key, token, done.run_id)
+    else:
+        store.release_claim(search.key, token)
+    return done
+
+
+#: A claim of a simulated search by a runner on another machine is taken over after this long.
+FOREIGN_CLAIM_S = 3600.0
+
+
+def _taken(store: Any, key: str, token: str) -> tuple[int, str] | None:
+    """Claim the search `key` for `token`, as a real search's runner does, so that two runners on one
+    store never run a simulated search twice. None when claimed; else (run id or 0, why not).
+
+    A simulated search writes its run only when it ends, so a claim without a run is stale when its
+    process (on this machine) is gone, or, from another machine, after `FOREIGN_CLAIM_S`."""
+    import psutil
+
+    from tunebench.vocabulary import RunStatus
+
+    if store.claim(key, token):
+        return None
+    held = store.claim_of(key)
+    if held is None:  # released in between
+        return None if store.claim(key, token) else (0, "taken by another runner")
+    if held["run_id"] is not None:
+        run = store.run(held["run_id"])
+        if run["status"] == RunStatus.OK:
+            return held["run_id"], f"finished by another runner (run {held['run_id']})"
+        stale = True
+    else:
+        host, _, rest = str(held["token"]).partition(":")
+        pid = rest.partition(":")[0]
+        if host == socket.gethostname() and pid.isdigit():
+            stale = not psutil.pid_exists(int(pid)) or int(pid) == os.getpid()
+        else:
+            stale = time.time() - held["claimed_at"] > FOREIGN_CLAIM_S
+    if stale and store.take_over_claim(key, held["token"], token):
+        return None
+    return 0, f"being run by another runner ({held['token']})"
+
+
+def _run_claimed(search: Any, catalog: Any, store: Any) -> Done:
     from tunebench import __version__
     from tunebench.job import run_fields
     from tunebench.vocabulary import RunStatus
 
-    catalog, store = _WORKER["catalog"], _WORKER["store"]
     table = _table_for(search.model_family)
     cls = catalog.strategies.get(search.strategy.name)
     options = dict(search.strategy.options)

@@ -322,3 +322,43 @@ def test_a_surrogate_tables_run_records_where_its_selection_sits_in_the_box():
     plain = simulate(table(), "bowl", Picks, seed=0, budget_s=600.0,
                      settings=SearchSettings(first_trial="none", sampler_time="apart"), charge_sampler=False)
     assert "surrogate" not in plain.run["table"] and "selected_at_bounds" not in plain.run["table"]
+
+
+def test_two_runners_on_one_store_never_run_a_simulated_search_twice(tmp_path, monkeypatch):
+    """Simulated searches take the store's claims as real ones do: a live runner's claim is left to
+    it, a dead one's is taken over, and a search finished by another runner is skipped."""
+    import subprocess
+    import sys
+
+    from tunebench import simulation
+    from tunebench.store import Store
+    from tunebench.suite import load_suite
+
+    suite = write_suite(tmp_path / "two.yaml", "name: two\nbudget: 10m\nseeds: 3\nfirst_trial: none\ntables:\n"
+                                               "  - scripted_table: {tasks: [bowl]}\nstrategies:\n  - random\n")
+    first, second, third = load_suite(suite, CATALOG).searches()
+    store = Store.open(tmp_path / "r")
+    monkeypatch.setattr(simulation, "_WORKER", {"catalog": CATALOG, "store": store, "tables": {}})
+    host = simulation.socket.gethostname()
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert store.claim(first.key, f"{host}:{alive.pid}:1")  # a runner at work on it
+        held = simulation.run_one(first)
+        assert held.status == "skipped" and "being run by another runner" in held.note
+        assert store.runs() == []
+    finally:
+        alive.kill()
+        alive.wait()
+    taken = simulation.run_one(first)  # that runner died: its claim is taken over
+    assert taken.status == "ok" and len(store.runs()) == 1
+    assert store.claim_of(first.key)["run_id"] == taken.run_id  # kept, bound to the finished run
+
+    assert simulation.run_one(first).status == "skipped"  # finished by another runner: not again
+    assert store.claim(second.key, "elsewhere:123:1")  # another machine, claimed just now
+    assert simulation.run_one(second).status == "skipped"
+    monkeypatch.setattr(simulation, "FOREIGN_CLAIM_S", -1.0)  # ... and long ago: stale
+    assert simulation.run_one(second).status == "ok"
+    assert simulation.run_one(third).status == "ok"
+    runs = store.runs()
+    assert sorted(r["search_key"] for r in runs) == sorted(s.key for s in (first, second, third))
