@@ -588,7 +588,8 @@ def surrogate_corners(runs: pd.DataFrame) -> str | None:
     """A warning, where runs searched a surrogate table (`Table.surrogate`) and some selected a
     corner of its box: every searched numeric hyperparameter at a bound of its range. A surrogate
     extrapolates there, and its score may be one no real network reaches (on LCBench, a maximum
-    dropout of 1.0 scored 0.949). None when no run did."""
+    dropout of 1.0 scored 0.949). Where a table has 4 or more numeric hyperparameters, selections
+    with all but one at a bound are counted beside them. None when no run selected either."""
     if runs.empty or "table" not in runs:
         return None
     counts: dict[str, list[int]] = {}
@@ -598,16 +599,19 @@ def surrogate_corners(runs: pd.DataFrame) -> str | None:
             continue
         hit, numeric = table["selected_at_bounds"]
         tables.add(str(table.get("name")))
-        seen = counts.setdefault(str(strategy), [0, 0])
+        seen = counts.setdefault(str(strategy), [0, 0, 0])
         seen[0] += int(numeric >= 2 and hit == numeric)
-        seen[1] += 1
-    if not any(corner for corner, _ in counts.values()):
+        seen[1] += int(numeric >= 4 and hit == numeric - 1)
+        seen[2] += 1
+    if not any(corner or near for corner, near, _ in counts.values()):
         return None
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0] / kv[1][1], kv[0]))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0] / kv[1][2], -kv[1][1] / kv[1][2], kv[0]))
+    nears = any(near for _, near, _ in counts.values())
     return (f"Surrogate corners: on the surrogate table{'s' if len(tables) > 1 else ''} ({', '.join(sorted(tables))}) "
-            f"some runs selected a configuration with every numeric hyperparameter at a bound of its range, where "
-            f"a surrogate extrapolates and may score what no real network reaches: "
-            + " · ".join(f"{s} {c} of {n}" for s, (c, n) in ranked)
+            f"some runs selected a configuration with every numeric hyperparameter at a bound of its range"
+            + (" (or all but one)" if nears else "")
+            + ", where a surrogate extrapolates and may score what no real network reaches: "
+            + " · ".join(f"{s} {c} of {n}" + (f" (+{m} with all but one)" if m else "") for s, (c, m, n) in ranked)
             + ". A strategy that ranks high there may have found the surrogate's edge rather than a good network.")
 
 

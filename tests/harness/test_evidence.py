@@ -203,3 +203,16 @@ strategies: [random]
     store = _simulated_store(tmp_path, ["random"], seeds=2)
     met, lacks = protocols.results_meet(leaderboard.latest_runs(store), protocols.PROTOCOLS["benchmark"])
     assert not met and any("2 tasks" in x for x in lacks) and any("2 seeds" in x for x in lacks)
+
+
+def test_the_corner_note_counts_selections_with_all_but_one_number_at_a_bound():
+    def run(strategy, hit, numeric=7, surrogate=True):
+        return {"strategy_label": strategy,
+                "table": {"name": "lcbench", "surrogate": surrogate, "selected_at_bounds": [hit, numeric]}}
+
+    rows = [run("gp", 7), run("gp", 6), run("gp", 3), run("bayes", 6), run("bayes", 6), run("random", 2),
+            run("random", 7, surrogate=False)]
+    note = analysis.surrogate_corners(pd.DataFrame(rows))
+    assert note is not None and "(or all but one)" in note
+    assert "gp 1 of 3 (+1 with all but one) · bayes 0 of 2 (+2 with all but one) · random 0 of 1." in note
+    assert analysis.surrogate_corners(pd.DataFrame([run("gp", 5), run("gp", 1, numeric=2)])) is None
