@@ -123,7 +123,10 @@ _COSTS: dict[str, float] = {}
 
 
 def _cost(table: LCBench, task: str) -> float:
-    """The median time of a full evaluation over a fixed sample of configurations (cached)."""
+    """The median time of a full evaluation over a fixed sample of configurations (cached), to the
+    millisecond: the surrogate computes in float32, whose last bits may differ between CPUs, and the
+    budget derived from this is part of every search's key (a store recorded on one machine must
+    resume, and merge, on another)."""
     if task not in _COSTS:
         from tunebench import RandomHyperParameters
 
@@ -133,7 +136,7 @@ def _cost(table: LCBench, task: str) -> float:
             table.declare(hp, task)
             configs.append(hp.values)
         out = table.predict(task, configs)
-        _COSTS[task] = float(np.median(np.maximum.accumulate(out[:, :, 0], axis=1)[:, -1]))
+        _COSTS[task] = round(float(np.median(np.maximum.accumulate(out[:, :, 0], axis=1)[:, -1])), 3)
     return _COSTS[task]
 
 
