@@ -43,18 +43,22 @@ class StrategyConformance:
     FAILURES_BUDGET_S: ClassVar[float] = 12.0
 
     def _run(self, tmp_path: Any, script: list[str], *, then: str = "ok", budget_s: float,
-             max_epochs: int = 2) -> tuple[Any, int, Any]:
+             max_epochs: int = 2, search_options: Mapping[str, Any] | None = None) -> tuple[Any, int, Any]:
         from tunebench.testing.inprocess import run_search
 
         return run_search(tmp_path, model_family="scripted", strategy=self.strategy,
                           model_options={"script": script, "then": then, "batch_sleep": 0.02},
                           strategy_options=dict(self.options), budget_s=budget_s, max_epochs=max_epochs,
-                          dataset_options={"limit": 600},
+                          dataset_options={"limit": 600}, search_options=search_options,
                           plugins=("tunebench.testing.scripted", *self.plugins))
 
     def test_records_every_trial_and_survives_failures_and_nan(self, tmp_path: Any) -> None:
+        # `min_trials: 2`: each trial may take the time left over the scored trials still wanted. With
+        # the default (12), a 12 s search caps a trial at about 1 s, and on a loaded machine the NaN
+        # trial's build and first step took longer: it ended `timeout`, not `nan`.
         store, run_id, events = self._run(tmp_path, ["ok", "fail", "nan", "ok"],
-                                          budget_s=max(self.budget_s, self.FAILURES_BUDGET_S))
+                                          budget_s=max(self.budget_s, self.FAILURES_BUDGET_S),
+                                          search_options={"min_trials": 2})
         run = store.run(run_id)
         trials = store.trials([run_id])
         assert run["status"] == "ok", run["error"]
