@@ -136,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "file (gzipped JSON lines) that `merge` reads")
     results_args(p)
     p.add_argument("--out", required=True, metavar="FILE", help="the archive to write, e.g. part-1.jsonl.gz")
+    p.add_argument("--since", metavar="WHEN", help="only runs that finished at or after WHEN (ISO 8601, UTC unless it "
+                                                   "says: 2026-12-04 or 2026-12-04T17:30): a part, without the runs "
+                                                   "merged in from earlier parts")
     filter_args(p)
 
     p = sub.add_parser("merge", help="copy the finished runs of other results stores or `export-runs` archives into "
@@ -521,15 +524,24 @@ def cmd_export_runs(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
     filters = {"suite": args.suite, "dataset": args.dataset, "model_family": args.model_family,
                "strategy": args.strategy}
+    since = None
+    if args.since:
+        try:
+            when = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise UsageError(f"--since {args.since!r} is not a date or time; write it like 2026-12-04 or "
+                             f"2026-12-04T17:30 (UTC unless it gives an offset)") from None
+        since = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
     try:
-        counts = write_archive(store, out, filters=filters)
+        counts = write_archive(store, out, filters=filters, since=since)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     if not counts["runs"]:
         out.unlink()
         raise UsageError(f"no finished runs in {args.store or args.results} match: nothing written (check the "
-                         f"--suite / --dataset / --model-family / --strategy filters)")
-    print(f"{counts['runs']} runs ({counts['trials']} trials, {counts['epochs']} epochs) written to {out}, "
+                         f"--suite / --dataset / --model-family / --strategy / --since filters)")
+    runs = f"{counts['runs']} run{'' if counts['runs'] == 1 else 's'}"
+    print(f"{runs} ({counts['trials']} trials, {counts['epochs']} epochs) written to {out}, "
           f"{out.stat().st_size / 2**20:.2f} MB; `tunebench merge {out} --results DIR` copies them into a store")
     return 0
 

@@ -69,12 +69,15 @@ def _selected(rows: Iterable[dict[str, Any]], filters: Mapping[str, str | None])
 
 
 def bundles(store: Store, *, filters: Mapping[str, str | None] | None = None,
-            finished_only: bool = True) -> Iterator[Bundle]:
+            finished_only: bool = True, since: float | None = None) -> Iterator[Bundle]:
     """The runs of `store` (those `filters` keep: suite, dataset, model_family, strategy by label or
-    plugin name) with their trials and epochs, oldest first."""
+    plugin name; with `since`, those that finished at or after that Unix time) with their trials and
+    epochs, oldest first."""
     rows = _selected(store.runs(), filters or {})
     for run in rows:
         if finished_only and run["status"] not in FINISHED:
+            continue
+        if since is not None and (run.get("completed_at") or run.get("created_at") or 0.0) < since:
             continue
         trial_rows = store.trials([run["id"]])
         epoch_rows: dict[int, list[dict[str, Any]]] = {}
@@ -87,7 +90,8 @@ def bundles(store: Store, *, filters: Mapping[str, str | None] | None = None,
         yield Bundle({k: v for k, v in run.items() if k != "id"}, trials, source_id=run["id"])
 
 
-def write_archive(store: Store, path: str | Path, *, filters: Mapping[str, str | None] | None = None) -> dict[str, int]:
+def write_archive(store: Store, path: str | Path, *, filters: Mapping[str, str | None] | None = None,
+                  since: float | None = None) -> dict[str, int]:
     """Write the finished runs of `store` to the archive `path` (gzipped JSON lines); returns the
     counts written. The file is written next to `path` and renamed, so a failed export leaves
     nothing half-written."""
@@ -95,10 +99,10 @@ def write_archive(store: Store, path: str | Path, *, filters: Mapping[str, str |
     tmp = path.with_name(path.name + ".partial")
     counts = {"runs": 0, "trials": 0, "epochs": 0}
     header = {"format": FORMAT, "tunebench": __version__, "exported_at": time.time(), "source": store.url,
-              "filters": {k: v for k, v in (filters or {}).items() if v is not None}}
+              "filters": {k: v for k, v in (filters or {}).items() if v is not None}, "since": since}
     with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as fh:
         fh.write(json.dumps(header) + "\n")
-        for b in bundles(store, filters=filters):
+        for b in bundles(store, filters=filters, since=since):
             fh.write(json.dumps({"source_id": b.source_id, "run": b.run, "trials": b.trials},
                                 separators=(",", ":"), allow_nan=True) + "\n")
             counts["runs"] += 1

@@ -143,3 +143,21 @@ def test_an_archive_round_trips_and_bad_files_are_clear_errors(tmp_path):
     empty = tunebench("export-runs", "--results", str(tmp_path / "src"), "--out", str(tmp_path / "x.jsonl.gz"),
                       "--strategy", "nothing-by-this-name")
     assert empty.returncode == 2 and "no finished runs" in empty.stderr and not (tmp_path / "x.jsonl.gz").exists()
+
+
+def test_export_since_writes_only_the_runs_that_finished_after_it(tmp_path):
+    from datetime import datetime, timezone
+
+    store = Store.open(tmp_path / "src")
+    for key, day in (("old", 3), ("new", 4)):
+        run_id = _real_run(store, key, "ok")
+        store.update_run(run_id, completed_at=datetime(2026, 12, day, 12, tzinfo=timezone.utc).timestamp())
+    part = tmp_path / "part.jsonl.gz"
+    done = tunebench("export-runs", "--results", str(tmp_path / "src"), "--out", str(part), "--since", "2026-12-04")
+    assert done.returncode == 0, done.stderr
+    assert [b.run["search_key"] for b in read_archive(part)] == ["new"]
+    late = tunebench("export-runs", "--results", str(tmp_path / "src"), "--out", str(part), "--since",
+                     "2026-12-04T13:00+01:00")  # 12:00 UTC: still in
+    assert late.returncode == 0 and late.stdout.startswith("1 run (")
+    bad = tunebench("export-runs", "--results", str(tmp_path / "src"), "--out", str(part), "--since", "yesterday")
+    assert bad.returncode == 2 and "is not a date or time" in bad.stderr
