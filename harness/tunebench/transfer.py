@@ -21,7 +21,7 @@ import gzip
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,6 @@ class MergeResult:
     trials: int = 0
     present: int = 0  # the target already has a finished run of the key (or any run, for a failed one)
     unfinished: int = 0  # running, queued or interrupted in the source: not copied
-    copied_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -57,15 +56,13 @@ class Bundle:
     source_id: int | None = None
 
 
-def _selected(rows: Iterable[dict[str, Any]], filters: Mapping[str, str | None]) -> list[dict[str, Any]]:
-    columns = {"suite": "suite", "dataset": "dataset_label", "model_family": "model_label",
-               "strategy": "strategy_label"}
-    kept = []
-    for row in rows:
-        if all(value is None or row.get(columns[key]) == value or (key != "suite" and row.get(key) == value)
-               for key, value in filters.items()):
-            kept.append(row)
-    return kept
+def _selected(store: Store, filters: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """The runs of `store` in the suite `filters` names, whose dataset, model family and strategy
+    match the filters by label or plugin name."""
+    columns = {"dataset": "dataset_label", "model_family": "model_label", "strategy": "strategy_label"}
+    wanted = {k: v for k, v in filters.items() if k in columns and v is not None}
+    return [row for row in store.runs(suite=filters.get("suite"))
+            if all(value in (row.get(columns[key]), row.get(key)) for key, value in wanted.items())]
 
 
 def bundles(store: Store, *, filters: Mapping[str, str | None] | None = None,
@@ -73,8 +70,7 @@ def bundles(store: Store, *, filters: Mapping[str, str | None] | None = None,
     """The runs of `store` (those `filters` keep: suite, dataset, model_family, strategy by label or
     plugin name; with `since`, those that finished at or after that Unix time) with their trials and
     epochs, oldest first."""
-    rows = _selected(store.runs(), filters or {})
-    for run in rows:
+    for run in _selected(store, filters or {}):
         if finished_only and run["status"] not in FINISHED:
             continue
         if since is not None and (run.get("completed_at") or run.get("created_at") or 0.0) < since:
@@ -179,7 +175,6 @@ def merge(target: Store, source: Iterable[Bundle]) -> MergeResult:
             new_ids[bundle.source_id] = run_id
         result.copied += 1
         result.trials += len(bundle.trials)
-        result.copied_ids.append(run_id)
     return result
 
 
