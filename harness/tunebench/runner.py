@@ -197,23 +197,21 @@ class Runner:
 
     def claim(self, search: Search) -> str | None:
         """Take `search` for this runner; None if so, else why another runner has it."""
-        if self.store.claim(search.key, self.token):
+        def stale(claim: dict[str, Any], run: dict[str, Any] | None) -> bool:
+            if run is None:  # claimed, but no run was ever created
+                return bool(time.time() - claim["claimed_at"] > 120)
+            return run["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED) or not _alive(run)
+
+        got = self.store.acquire(search.key, self.token, stale)
+        if got.taken:
+            if got.run is not None and got.run["status"] in RunStatus.active():
+                self.store.interrupt_run(got.run["id"], "the runner stopped before this search ended")
             return None
-        held = self.store.claim_of(search.key)
-        if held is None:  # released in between
-            return None if self.store.claim(search.key, self.token) else "taken by another runner"
-        run = self.store.run(held["run_id"]) if held["run_id"] else None
-        if run is not None and run["status"] == RunStatus.OK:
-            return f"finished by another runner (run {run['id']})"
-        if run is None:
-            stale = time.time() - held["claimed_at"] > 120  # claimed, but no run was ever created
-        else:
-            stale = run["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED) or not _alive(run)
-        if stale and self.store.take_over_claim(search.key, held["token"], self.token):
-            if run is not None and run["status"] in RunStatus.active():
-                self.store.interrupt_run(run["id"], "the runner stopped before this search ended")
-            return None
-        where = f"run {run['id']} on {run['host']}" if run is not None else "another runner"
+        if got.finished and got.run is not None:
+            return f"finished by another runner (run {got.run['id']})"
+        if got.holder is None:
+            return "taken by another runner"
+        where = f"run {got.run['id']} on {got.run['host']}" if got.run is not None else "another runner"
         return f"running elsewhere ({where})"
 
     def claim_or_skip(self, search: Search) -> Outcome | None:

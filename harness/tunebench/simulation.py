@@ -572,35 +572,32 @@ FOREIGN_CLAIM_S = 3600.0
 
 
 def _taken(store: Any, key: str, token: str) -> tuple[int, str] | None:
-    """Claim the search `key` for `token`, as a real search's runner does, so that two runners on one
-    store never run a simulated search twice. None when claimed; else (run id or 0, why not).
+    """Claim the search `key` for `token`, by the rule a real search's runner follows
+    (`Store.acquire`), so that two runners on one store never run a simulated search twice. None
+    when claimed; else (run id or 0, why not).
 
-    A simulated search writes its run only when it ends, so a claim without a run is stale when its
-    process (on this machine) is gone, or, from another machine, after `FOREIGN_CLAIM_S`."""
+    A simulated search writes its run only when it ends, so a run bound to a claim that is not
+    finished is stale, and a claim without a run is stale when its process (on this machine) is
+    gone, or, from another machine, after `FOREIGN_CLAIM_S`."""
     import psutil
 
-    from tunebench.vocabulary import RunStatus
-
-    if store.claim(key, token):
-        return None
-    held = store.claim_of(key)
-    if held is None:  # released in between
-        return None if store.claim(key, token) else (0, "taken by another runner")
-    if held["run_id"] is not None:
-        run = store.run(held["run_id"])
-        if run["status"] == RunStatus.OK:
-            return held["run_id"], f"finished by another runner (run {held['run_id']})"
-        stale = True
-    else:
-        host, _, rest = str(held["token"]).partition(":")
+    def stale(claim: dict[str, Any], run: dict[str, Any] | None) -> bool:
+        if run is not None:
+            return True
+        host, _, rest = str(claim["token"]).partition(":")
         pid = rest.partition(":")[0]
         if host == socket.gethostname() and pid.isdigit():
-            stale = not psutil.pid_exists(int(pid)) or int(pid) == os.getpid()
-        else:
-            stale = time.time() - held["claimed_at"] > FOREIGN_CLAIM_S
-    if stale and store.take_over_claim(key, held["token"], token):
+            return not psutil.pid_exists(int(pid)) or int(pid) == os.getpid()
+        return bool(time.time() - claim["claimed_at"] > FOREIGN_CLAIM_S)
+
+    got = store.acquire(key, token, stale)
+    if got.taken:
         return None
-    return 0, f"being run by another runner ({held['token']})"
+    if got.finished and got.run is not None:
+        return got.run["id"], f"finished by another runner (run {got.run['id']})"
+    if got.holder is None:
+        return 0, "taken by another runner"
+    return 0, f"being run by another runner ({got.holder})"
 
 
 def _run_claimed(search: Any, catalog: Any, store: Any) -> Done:

@@ -10,7 +10,8 @@ exports turn them into ISO 8601.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,22 @@ def problem(exc: BaseException, url: str) -> str | None:
     if isinstance(exc, sa.exc.OperationalError):
         return f"the results store {where} failed: {text}"
     return None
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """What `Store.acquire` found. `taken`: the claim is the caller's now (`run`: the stale run it
+    took over, if any). Otherwise `run` is the run the holder's claim is bound to (None if it has
+    written none yet), and `holder` the holder's token (None when the claim changed hands meanwhile)."""
+
+    taken: bool
+    run: dict[str, Any] | None = None
+    holder: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Another runner finished the search."""
+        return not self.taken and self.run is not None and self.run["status"] == RunStatus.OK
 
 
 class Store:
@@ -503,6 +520,23 @@ class Store:
                                                         claims.c.token == old_token)
                                   .values(token=token, run_id=None, claimed_at=time.time()))
             return (result.rowcount or 0) == 1
+
+    def acquire(self, search_key: str, token: str,
+                stale: Callable[[dict[str, Any], dict[str, Any] | None], bool]) -> Acquired:
+        """Claim a search for `token`, taking over a stale claim: the one rule that real and simulated
+        runners share. A claim bound to a finished run is never stale; `stale(claim, run)` decides
+        for the others (`run`: the run the claim is bound to, or None if none was written yet)."""
+        if self.claim(search_key, token):
+            return Acquired(True)
+        held = self.claim_of(search_key)
+        if held is None:  # released in between
+            return Acquired(self.claim(search_key, token))
+        run = self.run(held["run_id"]) if held["run_id"] is not None else None
+        if run is not None and run["status"] == RunStatus.OK:
+            return Acquired(False, run, held["token"])
+        if stale(held, run) and self.take_over_claim(search_key, held["token"], token):
+            return Acquired(True, run)
+        return Acquired(False, run, held["token"])
 
     def bind_claim(self, search_key: str, token: str, run_id: int) -> None:
         with self.engine.begin() as conn:
