@@ -65,45 +65,60 @@ def _selected(store: Store, filters: Mapping[str, str | None]) -> list[dict[str,
             if all(value in (row.get(columns[key]), row.get(key)) for key, value in wanted.items())]
 
 
+#: Runs read per query, and trial ids per epochs query (under SQLite's and PostgreSQL's bound-
+#: parameter limits): an export of a whole study reads its store in a few hundred queries, not three
+#: per run.
+RUNS_PER_READ = 100
+TRIALS_PER_READ = 5000
+
+
 def bundles(store: Store, *, filters: Mapping[str, str | None] | None = None,
             finished_only: bool = True, since: float | None = None) -> Iterator[Bundle]:
     """The runs of `store` (those `filters` keep: suite, dataset, model_family, strategy by label or
     plugin name; with `since`, those that finished at or after that Unix time) with their trials and
     epochs, oldest first."""
-    for run in _selected(store, filters or {}):
-        if finished_only and run["status"] not in FINISHED:
-            continue
-        if since is not None and (run.get("completed_at") or run.get("created_at") or 0.0) < since:
-            continue
-        trial_rows = store.trials([run["id"]])
+    selected = [run for run in _selected(store, filters or {})
+                if not (finished_only and run["status"] not in FINISHED)
+                and not (since is not None and (run.get("completed_at") or run.get("created_at") or 0.0) < since)]
+    for first in range(0, len(selected), RUNS_PER_READ):
+        chunk = selected[first:first + RUNS_PER_READ]
+        trial_rows: dict[int, list[dict[str, Any]]] = {}
+        for t in store.trials([run["id"] for run in chunk]):
+            trial_rows.setdefault(t["run_id"], []).append(t)
+        ids = [t["id"] for rows in trial_rows.values() for t in rows]
         epoch_rows: dict[int, list[dict[str, Any]]] = {}
-        if trial_rows:
-            for e in store.epochs([t["id"] for t in trial_rows]):
+        for at in range(0, len(ids), TRIALS_PER_READ):
+            for e in store.epochs(ids[at:at + TRIALS_PER_READ]):
                 epoch_rows.setdefault(e["trial_id"], []).append(
                     {k: v for k, v in e.items() if k not in ("id", "trial_id")})
-        trials = [{**{k: v for k, v in t.items() if k not in ("id", "run_id")}, "epochs": epoch_rows.get(t["id"], [])}
-                  for t in trial_rows]
-        yield Bundle({k: v for k, v in run.items() if k != "id"}, trials, source_id=run["id"])
+        for run in chunk:
+            trials = [{**{k: v for k, v in t.items() if k not in ("id", "run_id")},
+                       "epochs": epoch_rows.get(t["id"], [])} for t in trial_rows.get(run["id"], [])]
+            yield Bundle({k: v for k, v in run.items() if k != "id"}, trials, source_id=run["id"])
 
 
 def write_archive(store: Store, path: str | Path, *, filters: Mapping[str, str | None] | None = None,
                   since: float | None = None) -> dict[str, int]:
     """Write the finished runs of `store` to the archive `path` (gzipped JSON lines); returns the
     counts written. The file is written next to `path` and renamed, so a failed export leaves
-    nothing half-written."""
+    nothing half-written (neither at `path` nor beside it)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     counts = {"runs": 0, "trials": 0, "epochs": 0}
     header = {"format": FORMAT, "tunebench": __version__, "exported_at": time.time(), "source": store.url,
               "filters": {k: v for k, v in (filters or {}).items() if v is not None}, "since": since}
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as fh:
-        fh.write(json.dumps(header) + "\n")
-        for b in bundles(store, filters=filters, since=since):
-            fh.write(json.dumps({"source_id": b.source_id, "run": b.run, "trials": b.trials},
-                                separators=(",", ":"), allow_nan=True) + "\n")
-            counts["runs"] += 1
-            counts["trials"] += len(b.trials)
-            counts["epochs"] += sum(len(t["epochs"]) for t in b.trials)
+    try:
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as fh:
+            fh.write(json.dumps(header) + "\n")
+            for b in bundles(store, filters=filters, since=since):
+                fh.write(json.dumps({"source_id": b.source_id, "run": b.run, "trials": b.trials},
+                                    separators=(",", ":"), allow_nan=True) + "\n")
+                counts["runs"] += 1
+                counts["trials"] += len(b.trials)
+                counts["epochs"] += sum(len(t["epochs"]) for t in b.trials)
+    except BaseException:  # a full disk, a store gone, Ctrl-C: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return counts
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
+
 from tests.conftest import TESTING_PLUGINS, tunebench, write_suite
 from tunebench.store import Store
 from tunebench.transfer import bundles, merge, read_archive, write_archive
@@ -161,3 +163,36 @@ def test_export_since_writes_only_the_runs_that_finished_after_it(tmp_path):
     assert late.returncode == 0 and late.stdout.startswith("1 run (")
     bad = tunebench("export-runs", "--results", str(tmp_path / "src"), "--out", str(part), "--since", "yesterday")
     assert bad.returncode == 2 and "is not a date or time" in bad.stderr
+
+
+def test_a_failed_export_leaves_no_file_behind(tmp_path, monkeypatch):
+    from tunebench import transfer
+
+    source = Store.open(tmp_path / "src")
+    _real_run(source, "k1", "ok")
+    _real_run(source, "k2", "ok")
+    archive = tmp_path / "runs.jsonl.gz"
+
+    def broken(store, **kwargs):  # the store goes away after the first run (a lost connection, a full disk)
+        yield from list(bundles(store, **kwargs))[:1]
+        raise OSError("the store went away")
+
+    monkeypatch.setattr(transfer, "bundles", broken)
+    with pytest.raises(OSError, match="went away"):
+        write_archive(source, archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_runs_read_in_chunks_travel_as_they_do_in_one_read(tmp_path, monkeypatch):
+    from tunebench import transfer
+
+    store = Store.open(tmp_path / "src")
+    for key in ("k1", "k2", "k3"):
+        _real_run(store, key, "ok", epochs=3)
+    whole = [(b.source_id, b.run, b.trials) for b in bundles(store)]
+    monkeypatch.setattr(transfer, "RUNS_PER_READ", 2)
+    monkeypatch.setattr(transfer, "TRIALS_PER_READ", 3)  # a run's trials' epochs split over two reads
+    chunked = [(b.source_id, b.run, b.trials) for b in bundles(store)]
+    assert chunked == whole
+    assert [len(trials) for _, _, trials in whole] == [2, 2, 2]
+    assert [len(t["epochs"]) for _, _, trials in whole for t in trials] == [3] * 6
