@@ -887,6 +887,7 @@ def tunebench_register_datasets(registry):
 '''
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_worker_that_dies_while_the_search_loads_its_data_runs_the_search_in_a_fresh_process(tmp_path):
     (tmp_path / "crash_plugin.py").write_text(CRASH_ONCE)
     marker = tmp_path / "marker"

@@ -184,6 +184,7 @@ def test_min_trials_gives_each_trial_its_share_of_the_time_left(tmp_path):
     assert "min_trials_cap_s" not in (trials[2]["notes"] or {})  # the last one wanted runs to the deadline
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 @pytest.mark.parametrize("cause", ["trial_budget", "hang_timeout"])
 def test_a_trial_killed_before_the_deadline_keeps_its_parameters_and_the_search_goes_on(tmp_path, cause):
     limit = "trial_budget: 3s" if cause == "trial_budget" else "hang_timeout: 3s"
@@ -230,6 +231,7 @@ training.save_weights = save_then_die
 '''
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_the_test_evaluation_uses_the_recorded_best_when_a_better_trial_dies_before_its_record(
         tmp_path, monkeypatch):
     """Trial 1 beats trial 0 and has another architecture (64 units, not 4); its weights reach the
@@ -280,6 +282,7 @@ def test_fixed_counts_the_family_default_as_its_first_repeat(tmp_path):
     assert [t["params"]["units"] for t in trials] == [8, 8]
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_killed_trial_keeps_its_completed_epochs_and_its_best_epoch_counts(tmp_path):
     """Epoch 1 is recorded with its score as it ends; the trial is then killed inside epoch 2 (a hang
     in the middle of training): it keeps the score, and is the search's tested best."""

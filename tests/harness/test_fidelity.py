@@ -351,6 +351,7 @@ def test_no_trial_starts_with_less_time_left_than_the_quickest_trial_needed_to_e
     assert deadline - trials[-1]["finished_at"] < least + 0.3 + (trials[-1]["timings"].get("eval") or 0.0)
 
 
+@pytest.mark.slow  # process-level faults (hangs, crashes, kill -9): the slow tier
 def test_a_trial_killed_while_it_compiles_keeps_its_drawn_values(tmp_path):
     results = tmp_path / "results"
     suite = write_suite(tmp_path / "suite.yaml", """
