@@ -93,3 +93,44 @@ def test_the_gpu_check_dry_runs_on_a_cpu_through_the_same_code_paths(tmp_path):
     assert [p["per_gpu"] for p in report["packing"]] == [1, 2]
     assert [p["searches"] for p in report["packing"]] == [1, 2] and all(p["trials"] >= 1 for p in report["packing"])
     assert "| figure | measured | goal |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_repeat_check_sets_two_runs_of_one_search_side_by_side(tmp_path):
+    """benchmarks/perf/repeat_search.py: the same search run twice; trials paired while they agree,
+    the search compared to the end of the last whole trial both ran, a deadline-cut trial left out."""
+    import json
+    import subprocess
+    import sys
+
+    from tunebench.store import Store
+
+    def search(folder, durations, last_status):
+        store = Store.open(tmp_path / folder)
+        run_id = store.create_run(search_key="same", suite="s", dataset="d", model_family="m", strategy="random",
+                                  seed=0, budget_s=60.0, started_at=1000.0)
+        at = 1000.0
+        for number, took in enumerate(durations):
+            trial = store.start_trial(run_id, number, started_at=at, params={"lr": [0.1, 0.01, 0.001][number]})
+            status = last_status if number == len(durations) - 1 else "ok"
+            store.finish_trial(trial, status=status, finished_at=at + took)
+            at += took + 1.0
+        store.finish_run(run_id, test_score=0.5)
+
+    search("a", [10.0, 20.0, 5.0], "timeout")
+    search("b", [10.4, 24.0, 2.0], "timeout")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "perf" / "repeat_search.py"),
+                             str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "repeat_search.json").read_text())
+    assert report["common_prefix"] == 3 and report["full_trials"] == 2
+    assert report["search_s"] == [31.0, 35.4]  # to the end of trial 1: 10 + 1 + 20, and 10.4 + 1 + 24
+    assert report["search_ratio"] == round(35.4 / 31.0, 4)
+    assert report["trials_within_5_percent"] == 1  # 1.04 is, 1.2 is not
+    other = Store.open(tmp_path / "c")
+    other.create_run(search_key="another", suite="s", dataset="d", model_family="m", strategy="random", seed=1,
+                     budget_s=60.0)
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "perf" / "repeat_search.py"),
+                              str(tmp_path / "a"), str(tmp_path / "c")], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120)
+    assert refused.returncode != 0 and "expected one finished real search, found 0" in refused.stderr
