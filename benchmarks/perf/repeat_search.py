@@ -30,6 +30,10 @@ def _search(results: str) -> tuple[dict, list[dict]]:
     return runs[0], store.trials([runs[0]["id"]])
 
 
+def _took(trial: dict) -> float:
+    return float(trial["finished_at"] - trial["started_at"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first")
@@ -44,17 +48,13 @@ def main() -> None:
         if a["params"] != b["params"] or a["epoch_budget"] != b["epoch_budget"] or a["status"] != b["status"]:
             break
         pairs.append((a, b))
-    def took(t: dict) -> float:
-        return float(t["finished_at"] - t["started_at"])
-
     rows = [{"number": a["number"], "epochs": a["epochs_done"], "status": a["status"],
-             "first_s": round(took(a), 2), "second_s": round(took(b), 2), "ratio": round(took(b) / took(a), 4)}
+             "first_s": round(_took(a), 2), "second_s": round(_took(b), 2), "ratio": round(_took(b) / _took(a), 4)}
             for a, b in pairs]
-    full = [r for r in rows if r["status"] == "ok"]
+    ratios = [r["ratio"] for r in rows if r["status"] == "ok"]
     whole = [(a, b) for a, b in pairs if a["status"] == "ok"]  # a trial the deadline cut ends at the deadline
     end_a = whole[-1][0]["finished_at"] - run_a["started_at"] if whole else 0.0
     end_b = whole[-1][1]["finished_at"] - run_b["started_at"] if whole else 0.0
-    ratios = [r["ratio"] for r in full]
     result = {"search_key": run_a["search_key"], "strategy": run_a["strategy_label"], "seed": run_a["seed"],
               "trials": [len(trials_a), len(trials_b)], "common_prefix": len(pairs),
               "search_s": [round(end_a, 2), round(end_b, 2)],
